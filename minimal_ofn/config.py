@@ -1,0 +1,128 @@
+"""Every hyperparameter in one dataclass, and the named presets.
+
+Defaults follow the SAC setup of the resets / SR-SAC line of work on DMC
+(Nikishin et al. 2022; D'Oro et al. 2023): lr 3e-4 for actor, critic and
+temperature, batch 256, 2x256 MLPs, gamma 0.99, tau 0.005, initial temperature 1,
+target entropy -|A|/2. The paper's interventions are plain fields, off by default.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Config:
+    # --- the run
+    env: str = "dmc:cheetah-run"
+    seed: int = 0
+    steps: int = 100_000  # environment steps, random phase included
+    utd: int = 1  # update-to-data ratio: gradient updates per environment step
+    seed_steps: int = 5_000  # uniformly random actions before learning starts
+    device: str = "auto"  # "auto" picks CUDA when present
+    # --- SAC
+    batch_size: int = 256
+    hidden: int = 256
+    depth: int = 2  # hidden layers in actor and critic
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak rate of the target critic
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temperature_lr: float = 3e-4
+    init_temperature: float = 1.0
+    target_entropy: float | None = None  # None: -|A| / 2
+    buffer_size: int | None = None  # None: hold the whole run
+    # --- optimizer momentum (tutorial 3)
+    optimizer: str = "adam"  # "adam" or "sgd"
+    critic_beta1: float = 0.9
+    actor_beta1: float = 0.9
+    beta2: float = 0.999
+    # --- critic regularization (tutorial 4)
+    critic_dropout: float = 0.0  # DroQ-style dropout after each hidden layer
+    critic_layer_norm: bool = False  # LayerNorm after dropout, as in DroQ
+    critic_l2: float = 0.0  # L2 *loss penalty*: + critic_l2 * sum ||W||^2 on the critic loss
+    critic_weight_decay: float = 0.0  # *decoupled* weight decay (AdamW)
+    # --- output feature normalization (tutorial 5)
+    ofn: bool = False  # on the critic
+    actor_ofn: bool = False
+    # --- resets and priming (tutorial 6)
+    reset_every: int = 0  # gradient updates between resets; 0 = never
+    reset_kind: str = "full"  # "full": actor, critic, targets, temperature, optimizers; "actor": actor only
+    priming_updates: int = 0  # updates on the seed_steps random transitions alone, before training on
+    # --- logging, evaluation, checkpoints (in environment steps)
+    log_every: int = 1_000
+    eval_every: int = 10_000
+    eval_episodes: int = 1
+    mc_every: int = 0  # Monte Carlo rollouts for the overestimation diagnostic; 0 = at every log
+    checkpoint_every: int = 10_000
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def validate(self) -> "Config":
+        """Raise ValueError with a one-line message for settings that cannot run."""
+        if not isinstance(self.utd, int) or isinstance(self.utd, bool):
+            raise ValueError(f"utd must be an integer >= 1, got {self.utd!r}")
+        checks = [
+            (self.utd >= 1, f"utd must be an integer >= 1, got {self.utd}"),
+            (self.steps > 0, f"steps must be positive, got {self.steps}"),
+            (0 <= self.seed_steps <= self.steps, f"seed_steps must be in [0, steps], got {self.seed_steps}"),
+            (self.batch_size > 0 and self.hidden > 0 and self.depth > 0, "batch_size, hidden, depth must be positive"),
+            (0 <= self.critic_dropout < 1, f"critic_dropout must be in [0, 1), got {self.critic_dropout}"),
+            (0 <= self.critic_beta1 < 1 and 0 <= self.actor_beta1 < 1, "beta1 must be in [0, 1)"),
+            (self.optimizer in ("adam", "sgd"), f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}"),
+            (self.reset_kind in ("full", "actor"), f"reset_kind must be 'full' or 'actor', got {self.reset_kind!r}"),
+            (min(self.log_every, self.eval_every, self.checkpoint_every) > 0, "log/eval/checkpoint intervals must be > 0"),
+            (self.priming_updates >= 0 and self.reset_every >= 0, "priming_updates and reset_every must be >= 0"),
+            (self.priming_updates == 0 or self.seed_steps > 0, "priming needs seed_steps > 0 random transitions"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Fields that must agree for agents to share one stacked update (the rest may differ per agent).
+STACK_FIELDS = (
+    "env", "steps", "utd", "seed_steps", "device", "batch_size", "hidden", "depth", "buffer_size",
+    "optimizer", "priming_updates", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every",
+)
+
+
+def stack_key(cfg: Config) -> tuple:
+    return tuple(getattr(cfg, f) for f in STACK_FIELDS)
+
+
+PRESETS = {
+    # The full-size setup of the resets / SR-SAC line of work (GPU territory).
+    "paper": Config(steps=500_000, seed_steps=5_000, log_every=5_000, eval_every=10_000, eval_episodes=10,
+                    checkpoint_every=25_000),
+    # Sized for a 2-core laptop CPU: small nets and batch, the blow-up shows within minutes at UTD 32.
+    "tutorial": Config(steps=2_000, seed_steps=1_000, batch_size=128, hidden=128, log_every=250,
+                       eval_every=1_000, eval_episodes=1, checkpoint_every=1_000),
+}
+
+
+def preset(name: str, **changes) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**changes)
+
+
+# The paper's variants, as changes to a base config (names used across tutorials and experiments).
+VARIANTS = {
+    "baseline": {},
+    "beta1=0": {"critic_beta1": 0.0, "actor_beta1": 0.0},
+    "dropout": {"critic_dropout": 0.01, "critic_layer_norm": True},
+    "l2": {"critic_weight_decay": 0.1},
+    "ofn": {"ofn": True},
+}

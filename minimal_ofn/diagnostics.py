@@ -1,0 +1,109 @@
+"""What the paper measures to show divergence, computed per agent on a fixed schedule.
+
+- Overestimation: Q on the policy's own rollouts against their Monte Carlo return
+      G_t = sum_{k>=0} gamma^k r_{t+k}
+  from fresh rollouts of the current (stochastic) policy, on the first half of each
+  rollout so that every G_t sums at least H/2 rewards (the cut-off error is at most
+  gamma^(H/2) r_max / (1 - gamma), 0.7% of the largest possible value at H = 1000).
+  The critic estimates the *soft* value, which also counts the entropy bonus; the MC
+  return counts rewards only, as in the paper. Any Q above r_max / (1 - gamma) is
+  impossible for rewards in [0, r_max] (up to that entropy bonus).
+- Q on in-distribution actions (the replay's own) and on out-of-distribution actions
+  (uniform in [-1, 1]^|A|), separately: OOD overestimation is what feeds divergence.
+- Norm of the critic's last hidden features phi and of the final layer's weights w:
+  |Q| <= ||w|| ||phi|| + |b|, so one of them must grow when Q blows up.
+- Effective rank (Kumar et al. 2021): srank_delta(Phi) = min { k : sum_{i<=k} sigma_i >= (1 - delta) sum_i sigma_i }.
+- Adam state of the critic: mean and max of |m| (momentum) and v; the critic's gradient norm.
+"""
+
+import numpy as np
+import torch
+
+
+def srank(features: torch.Tensor, delta: float = 0.01) -> torch.Tensor:
+    """Effective rank of features [..., B, d] (batched over leading axes)."""
+    sigma = torch.linalg.svdvals(features)
+    cumulative = sigma.cumsum(-1) / sigma.sum(-1, keepdim=True).clamp_min(1e-12)
+    return (cumulative < 1.0 - delta).sum(-1) + 1
+
+
+def discounted_returns(rewards, gamma: float) -> np.ndarray:
+    """Monte Carlo return-to-go G_t = r_t + gamma G_{t+1}, with G_T = 0 after the last reward."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    out = np.zeros_like(rewards)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        out[t] = running
+    return out
+
+
+@torch.no_grad()
+def critic_diagnostics(sac, batch: dict, generators) -> dict:
+    """Per-agent lists of Q statistics, feature/weight norms, srank and Adam moments on a replay batch."""
+    s, a = batch["obs"], batch["action"]
+    n = sac.n
+    policy_a, _ = sac.actor(s, torch.stack([torch.randn(*a.shape[1:], generator=g, device=a.device)
+                                            for g in generators]))
+    ood_a = torch.stack([torch.rand(*a.shape[1:], generator=g, device=a.device) for g in generators]) * 2 - 1
+    phi = sac.critic.features(s, a)  # [N, 2, B, d]: no dropout masks, the critic as it predicts
+    opt = sac.critic_opt
+    m = torch.cat([x.view(n, -1) for x in opt.m], 1).abs()
+    out = {
+        "q_policy": sac.critic(s, policy_a).mean((1, 2)),
+        "q_replay": sac.critic(s, a).mean((1, 2)),
+        "q_ood": sac.critic(s, ood_a).mean((1, 2)),
+        "feature_norm": phi.norm(dim=-1).mean((1, 2)),
+        "head_weight_norm": sac.critic.head.weight.flatten(2).norm(dim=-1).mean(1),
+        "srank": srank(phi[:, 0]).float(),
+        "adam_m_mean": m.mean(1),
+        "adam_m_max": m.amax(1),
+        "temperature": sac.log_alpha.exp(),
+    }
+    if opt.v:
+        v = torch.cat([x.view(n, -1) for x in opt.v], 1)
+        out.update(adam_v_mean=v.mean(1), adam_v_max=v.amax(1))
+    if getattr(sac, "last_critic_grads", None) is not None:
+        out["grad_norm"] = torch.cat([g.reshape(n, -1) for g in sac.last_critic_grads], 1).norm(dim=1)
+    return {k: v.tolist() for k, v in out.items()}
+
+
+@torch.no_grad()
+def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps: int = 1000):
+    """One episode per agent in its own env (agent n's policy acts in envs[n], reset with seeds[n]).
+
+    Returns per agent: (undiscounted return, rewards list, Q(s_t, a_t) list)."""
+    n = len(envs)
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
+    alive = np.ones(n, bool)
+    rewards = [[] for _ in range(n)]
+    qs = [[] for _ in range(n)]
+    for _ in range(max_steps):
+        o = torch.as_tensor(obs, device=device).unsqueeze(1)
+        noise = None if deterministic else torch.stack(
+            [torch.randn(1, sac.act_dim, generator=g, device=device) for g in generators])
+        act = sac.actor(o, noise)[0]
+        q = sac.critic(o, act).mean(1).squeeze(1)
+        act_np, q_np = act.squeeze(1).cpu().numpy(), q.cpu().numpy()
+        for i, env in enumerate(envs):
+            if not alive[i]:
+                continue
+            obs[i], r, term, trunc, _ = env.step(act_np[i])
+            rewards[i].append(r)
+            qs[i].append(float(q_np[i]))
+            alive[i] = not (term or trunc)
+        if not alive.any():
+            break
+    return [(float(sum(r)), r, q) for r, q in zip(rewards, qs)]
+
+
+def monte_carlo(sac, envs, generators, device, gammas, seeds) -> dict:
+    """Q on the policy's own rollout states vs their Monte Carlo return, per agent."""
+    out = {"q_rollout": [], "mc_return": [], "q_over_mc": []}
+    for (_, rewards, qs), gamma in zip(rollout(sac, envs, generators, device, False, seeds), gammas):
+        half = max(1, len(rewards) // 2)
+        q, g = float(np.mean(qs[:half])), float(np.mean(discounted_returns(rewards, gamma)[:half]))
+        out["q_rollout"].append(q)
+        out["mc_return"].append(g)
+        out["q_over_mc"].append(q / g if abs(g) > 1e-8 else float("nan"))
+    return out

@@ -1,0 +1,169 @@
+"""Actor and twin critic for a stack of N agents trained in lockstep.
+
+Every weight carries a leading agent axis, so one batched matrix product serves
+all agents (N = 1 for a single run):
+
+    y[n] = x[n] @ W[n] + b[n]            W: [N, in, out],  b: [N, 1, out]
+
+The twin critic of each agent adds an ensemble axis of 2, flattened into the
+batch of matrices, so Q1 and Q2 of all N agents are N*2 products in one call.
+
+Critic (per ensemble member), with the paper's switches:
+
+    h = relu(LN(dropout(W1 [s, a] + b1)))          dropout and LayerNorm: DroQ style
+    h = relu(LN(dropout(W2 h + b2)))
+    phi = h / ||h||   if ofn                         (see ofn.py)
+    Q  = w . phi + b
+
+Actor, tanh-squashed Gaussian (SAC, Haarnoja et al. 2018, appendix C):
+
+    mu, log_std = MLP(s);   u = mu + std * eps,  eps ~ N(0, I);   a = tanh(u)
+    log pi(a|s) = log N(u; mu, std) - sum_i log(1 - tanh(u_i)^2)
+
+Switches such as OFN, dropout rate and LayerNorm are per agent (a mask over the
+agent axis), so variants that differ only in them still share one stacked pass.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ofn import ofn as ofn_normalize
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class StackedLinear(nn.Module):
+    """A linear layer per agent (and per ensemble member): weight [*stack, in, out]."""
+
+    def __init__(self, stack: tuple, d_in: int, d_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(*stack, d_in, d_out))
+        self.bias = nn.Parameter(torch.empty(*stack, 1, d_out))
+        self.stack = stack
+
+    def reset_agent(self, i: int, generator: torch.Generator) -> None:
+        # nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
+        bound = 1.0 / math.sqrt(self.weight.shape[-2])
+        with torch.no_grad():
+            self.weight[i].uniform_(-bound, bound, generator=generator)
+            self.bias[i].uniform_(-bound, bound, generator=generator)
+
+    def forward(self, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
+        # x: [*stack, B, in]; the stack axes are flattened into one bmm batch.
+        w, b = (self.weight.detach(), self.bias.detach()) if detach else (self.weight, self.bias)
+        y = torch.baddbmm(b.flatten(0, -3), x.flatten(0, -3), w.flatten(0, -3))
+        return y.view(*x.shape[:-1], -1)
+
+
+def _agent_mask(values, n: int, device) -> torch.Tensor:
+    return torch.as_tensor(values, device=device).view(n, *([1] * 3))
+
+
+class Critic(nn.Module):
+    """Twin Q networks for N agents: forward(s [N,B,ds], a [N,B,da]) -> Q [N, 2, B]."""
+
+    def __init__(self, n, obs_dim, act_dim, hidden, depth, ofn, dropout, layer_norm, device=None):
+        super().__init__()
+        self.n, self.hidden = n, hidden
+        dims = [obs_dim + act_dim] + [hidden] * depth
+        self.layers = nn.ModuleList(StackedLinear((n, 2), a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.head = StackedLinear((n, 2), hidden, 1)
+        self.ofn = list(map(bool, ofn))
+        self.dropout = [float(p) for p in dropout]
+        self.layer_norm = list(map(bool, layer_norm))
+        if any(self.layer_norm):  # LayerNorm's affine parameters, used by the agents with layer_norm on
+            self.ln_scale = nn.Parameter(torch.ones(n, 2, depth, 1, hidden))
+            self.ln_shift = nn.Parameter(torch.zeros(n, 2, depth, 1, hidden))
+        self.to(device)
+        self._ofn_mask = _agent_mask(self.ofn, n, device)
+        self._ln_mask = _agent_mask(self.layer_norm, n, device)
+        self._keep = _agent_mask([1.0 - p for p in self.dropout], n, device)
+
+    def reset_agent(self, i, generator):
+        for layer in [*self.layers, self.head]:
+            layer.reset_agent(i, generator)
+        if any(self.layer_norm):
+            with torch.no_grad():
+                self.ln_scale[i].fill_(1.0)
+                self.ln_shift[i].zero_()
+
+    def dropout_masks(self, batch: int, generators) -> list | None:
+        """One Bernoulli(1-p)/(1-p) mask per hidden layer, drawn from each agent's own stream.
+
+        Agents with p = 0 draw nothing, so an agent's random stream is the same alone
+        or inside any stack."""
+        if not any(self.dropout):
+            return None
+        device = self._keep.device
+        masks = []
+        for _ in self.layers:
+            per_agent = []
+            for p, g in zip(self.dropout, generators):
+                if p > 0:
+                    u = torch.rand(2, batch, self.hidden, generator=g, device=device)
+                    per_agent.append((u >= p).float() / (1.0 - p))
+                else:
+                    per_agent.append(torch.ones(2, batch, self.hidden, device=device))
+            masks.append(torch.stack(per_agent))
+        return masks
+
+    def features(self, obs, act, masks=None, detach=False):
+        """Last hidden features phi [N, 2, B, hidden] (after OFN where it is on)."""
+        x = torch.cat([obs, act], -1).unsqueeze(1).expand(-1, 2, -1, -1)
+        any_ln = any(self.layer_norm)
+        for k, layer in enumerate(self.layers):
+            x = layer(x, detach)
+            if masks is not None:
+                x = x * masks[k]
+            if any_ln:
+                scale, shift = self.ln_scale[:, :, k], self.ln_shift[:, :, k]
+                if detach:
+                    scale, shift = scale.detach(), shift.detach()
+                ln = F.layer_norm(x, (self.hidden,)) * scale + shift
+                x = torch.where(self._ln_mask, ln, x)
+            x = F.relu(x)
+        if any(self.ofn):
+            x = torch.where(self._ofn_mask, ofn_normalize(x), x)
+        return x
+
+    def forward(self, obs, act, masks=None, detach=False):
+        return self.head(self.features(obs, act, masks, detach), detach).squeeze(-1)
+
+
+class Actor(nn.Module):
+    """Tanh-Gaussian policy for N agents: obs [N, B, ds] -> action [N, B, da], log pi [N, B]."""
+
+    def __init__(self, n, obs_dim, act_dim, hidden, depth, ofn, device=None):
+        super().__init__()
+        self.n, self.act_dim = n, act_dim
+        dims = [obs_dim] + [hidden] * depth
+        self.layers = nn.ModuleList(StackedLinear((n,), a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.head = StackedLinear((n,), hidden, 2 * act_dim)
+        self.to(device)
+        self.ofn = list(map(bool, ofn))
+        self._ofn_mask = torch.as_tensor(self.ofn, device=device).view(n, 1, 1)
+
+    def reset_agent(self, i, generator):
+        for layer in [*self.layers, self.head]:
+            layer.reset_agent(i, generator)
+
+    def forward(self, obs, noise=None):
+        """Sample a = tanh(mu + std * noise) with its log-probability; noise=None gives tanh(mu)."""
+        x = obs
+        for layer in self.layers:
+            x = F.relu(layer(x))
+        if any(self.ofn):
+            x = torch.where(self._ofn_mask, ofn_normalize(x), x)
+        mu, log_std = self.head(x).chunk(2, dim=-1)
+        # Squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive).
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        if noise is None:
+            return torch.tanh(mu), None
+        u = mu + log_std.exp() * noise
+        # log N(u; mu, std) - log|det da/du|, with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob

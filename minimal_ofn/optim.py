@@ -1,0 +1,76 @@
+"""Adam, AdamW and SGD with one set of hyperparameters per agent in the stack.
+
+Adam (Kingma & Ba 2015), for gradient g at step t:
+
+    m <- beta1 m + (1 - beta1) g              first moment: momentum
+    v <- beta2 v + (1 - beta2) g^2            second moment: per-weight scale
+    p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+beta1 = 0 makes m the latest gradient: Adam without momentum, the paper's
+ablation. Momentum keeps pushing in the direction of past gradients; when the
+critic chases a growing bootstrapped target, every step points up, and momentum
+compounds the overestimate.
+
+Decoupled weight decay (AdamW, Loshchilov & Hutter 2019) adds p <- p (1 - lr wd)
+before the step; an L2 *loss penalty* is a different thing and lives in sac.py.
+
+SGD (kind="sgd"), as in torch.optim.SGD with dampening 0:  m <- beta1 m + g;  p <- p - lr m.
+
+Why not torch.optim.Adam: its hyperparameters are one number per parameter
+group, while here a parameter tensor holds many agents that may each use a
+different lr, beta1 or weight decay. The results match torch.optim.Adam/AdamW/SGD
+(tests/test_optim.py).
+"""
+
+import torch
+
+
+class StackedOptimizer:
+    def __init__(self, params, n, lr, beta1, beta2=0.999, eps=1e-8, weight_decay=0.0, kind="adam"):
+        if kind not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {kind!r}: use 'adam' or 'sgd'")
+        self.params, self.n, self.kind, self.eps = list(params), n, kind, eps
+        device = self.params[0].device
+
+        def per_agent(x):
+            return torch.as_tensor(x, dtype=torch.float32, device=device).expand(n).reshape(n, 1).clone()
+
+        self.lr, self.beta1, self.beta2, self.weight_decay = map(per_agent, (lr, beta1, beta2, weight_decay))
+        self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params] if kind == "adam" else []
+
+    @torch.no_grad()
+    def step(self, grads) -> None:
+        self.step_count += 1
+        n = self.n
+        if self.kind == "adam":
+            bias1 = 1 - self.beta1**self.step_count
+            bias2_sqrt = (1 - self.beta2**self.step_count).sqrt()
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            # View every tensor as [agent, everything else] so per-agent numbers broadcast.
+            p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
+            if self.kind == "sgd":
+                m.mul_(self.beta1).add_(g)
+                p.sub_(self.lr * m)
+                continue
+            v = self.v[i].view(n, -1)
+            p.mul_(1 - self.lr * self.weight_decay)
+            m.lerp_(g, 1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g * (1 - self.beta2), g)
+            p.sub_((self.lr / bias1) * m / (v.sqrt() / bias2_sqrt + self.eps))
+
+    @torch.no_grad()
+    def reset_agent(self, i: int) -> None:
+        """Forget agent i's moments and step count, as a freshly built optimizer would."""
+        self.step_count[i] = 0
+        for buf in self.m + self.v:
+            buf[i].zero_()
+
+    def state_dict(self):
+        return {"step_count": self.step_count, "m": self.m, "v": self.v}
+
+    def load_state_dict(self, state):
+        self.step_count.copy_(state["step_count"])
+        for dst, src in zip(self.m + self.v, state["m"] + state["v"]):
+            dst.copy_(src)

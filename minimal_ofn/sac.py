@@ -1,0 +1,142 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018) for a stack of N agents in lockstep.
+
+One update, for a replay batch (s, a, r, s', d) with d = 1 on true termination:
+
+    a' ~ pi(.|s'),   y = r + gamma (1 - d) (min_j Qbar_j(s', a') - alpha log pi(a'|s'))
+    L_Q   = sum_j mean (Q_j(s, a) - y)^2                       [+ critic_l2 sum ||W||^2]
+    a~ ~ pi(.|s),    L_pi  = mean (alpha log pi(a~|s) - min_j Q_j(s, a~))
+    L_alpha = mean alpha (-log pi(a~|s) - H_target)            alpha = exp(log_alpha)
+    Qbar <- (1 - tau) Qbar + tau Q                             (Polyak)
+
+All N agents' losses are summed: agent n's parameters only touch agent n's loss,
+so the gradient of the sum is every agent's own gradient, in one backward pass.
+"""
+
+import copy
+import math
+
+import torch
+
+from .networks import Actor, Critic
+from .optim import StackedOptimizer
+
+
+def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    """y = r + gamma * (1 - terminated) * (min over the twin critics of next_q - alpha * next_log_prob).
+
+    next_q has the twin axis first after the agent axis: [N, 2, B]; the rest are [N, B] or broadcast."""
+    soft_value = next_q.min(dim=1).values - alpha * next_log_prob
+    return reward + gamma * (1.0 - terminated) * soft_value
+
+
+@torch.no_grad()
+def polyak_update(target_params, online_params, tau) -> None:
+    """target <- (1 - tau) * target + tau * online, tau per agent (broadcast over the leading axis)."""
+    for t, p in zip(target_params, online_params):
+        t.lerp_(p, tau.view(-1, *([1] * (t.dim() - 1))))
+
+
+class SAC:
+    """N independent SAC agents whose networks are stacked (see networks.py)."""
+
+    def __init__(self, configs, obs_dim, act_dim, device, generators):
+        n, c0 = len(configs), configs[0]
+        self.n, self.configs, self.generators, self.device = n, configs, generators, device
+        self.act_dim, self.batch_size = act_dim, c0.batch_size
+
+        def per_agent(name):
+            return torch.tensor([float(getattr(c, name)) for c in configs], device=device)
+
+        self.actor = Actor(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.actor_ofn for c in configs], device)
+        self.critic = Critic(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.ofn for c in configs],
+                             [c.critic_dropout for c in configs], [c.critic_layer_norm for c in configs], device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.zeros(n, device=device, requires_grad=True)
+        self.gamma, self.tau, self.critic_l2 = per_agent("gamma"), per_agent("tau"), per_agent("critic_l2")
+        self.use_l2 = any(c.critic_l2 > 0 for c in configs)  # a python bool: no host sync in update()
+        self.target_entropy = torch.tensor(
+            [-act_dim / 2 if c.target_entropy is None else c.target_entropy for c in configs], device=device)
+        self.actor_opt = StackedOptimizer(self.actor.parameters(), n, per_agent("actor_lr"), per_agent("actor_beta1"),
+                                          per_agent("beta2"), kind=c0.optimizer)
+        self.critic_opt = StackedOptimizer(self.critic.parameters(), n, per_agent("critic_lr"),
+                                           per_agent("critic_beta1"), per_agent("beta2"),
+                                           weight_decay=per_agent("critic_weight_decay"), kind=c0.optimizer)
+        # The temperature is one number per agent; plain Adam, as in every SAC implementation.
+        self.alpha_opt = StackedOptimizer([self.log_alpha], n, per_agent("temperature_lr"), 0.9, 0.999)
+        for i in range(n):
+            self.reset_agent(i, "full")
+        # Running sums for logging, kept on the device: reading them forces a host sync.
+        self.stats = {k: torch.zeros(n, device=device) for k in ("critic_loss", "actor_loss", "updates")}
+
+    @torch.no_grad()
+    def reset_agent(self, i: int, kind: str = "full") -> None:
+        """Re-initialize agent i: "full" = actor, critic, target, temperature and all optimizer state."""
+        g = self.generators[i]
+        self.actor.reset_agent(i, g)
+        self.actor_opt.reset_agent(i)
+        if kind == "full":
+            self.critic.reset_agent(i, g)
+            for t, p in zip(self.critic_target.parameters(), self.critic.parameters()):
+                t[i].copy_(p[i])
+            self.critic_opt.reset_agent(i)
+            self.log_alpha[i] = math.log(self.configs[i].init_temperature)
+            self.alpha_opt.reset_agent(i)
+
+    def noise(self, *shape) -> torch.Tensor:
+        """Standard normal noise [N, *shape], agent n's slice drawn from its own generator."""
+        return torch.stack([torch.randn(*shape, generator=g, device=self.device) for g in self.generators])
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """obs [N, ds] -> action [N, da]."""
+        noise = None if deterministic else self.noise(1, self.act_dim)
+        return self.actor(obs.unsqueeze(1), noise)[0].squeeze(1)
+
+    def update(self, batch: dict) -> None:
+        """One SAC update of all N agents on a batch [N, B, ...] (see the module docstring)."""
+        s, a, r, s2, d = (batch[k] for k in ("obs", "action", "reward", "next_obs", "terminated"))
+        alpha = self.log_alpha.exp().detach().unsqueeze(1)  # [N, 1]
+        noise = self.noise(2, self.batch_size, self.act_dim)  # for a' (target) and a~ (actor)
+
+        # --- critic
+        with torch.no_grad():
+            a2, logp2 = self.actor(s2, noise[:, 0])
+            next_q = self.critic_target(s2, a2, self.critic.dropout_masks(self.batch_size, self.generators))
+            y = soft_q_target(r, d, next_q, logp2, alpha, self.gamma.unsqueeze(1))
+        q = self.critic(s, a, self.critic.dropout_masks(self.batch_size, self.generators))
+        critic_loss = (q - y.unsqueeze(1)).pow(2).mean(-1).sum(1)  # [N]: sum over the twins
+        if self.use_l2:
+            critic_loss = critic_loss + self.critic_l2 * sum(
+                layer.weight.pow(2).flatten(1).sum(1) for layer in [*self.critic.layers, self.critic.head])
+        self.critic_opt.step(torch.autograd.grad(critic_loss.sum(), self.critic_opt.params))
+
+        # --- actor: through the just-updated critic, whose weights get no gradient here (detach=True)
+        a_new, logp = self.actor(s, noise[:, 1])
+        q_new = self.critic(s, a_new, self.critic.dropout_masks(self.batch_size, self.generators), detach=True)
+        actor_loss = (alpha * logp - q_new.min(dim=1).values).mean(-1)  # [N]
+        self.actor_opt.step(torch.autograd.grad(actor_loss.sum(), self.actor_opt.params))
+
+        # --- temperature
+        alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy.unsqueeze(1)).mean(-1)).sum()
+        self.alpha_opt.step(torch.autograd.grad(alpha_loss, [self.log_alpha]))
+
+        # --- target critic
+        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.tau)
+
+        self.stats["critic_loss"] += critic_loss.detach()
+        self.stats["actor_loss"] += actor_loss.detach()
+        self.stats["updates"] += 1
+
+    def pop_stats(self) -> dict:
+        """Mean losses since the last call, as python floats per agent (one host sync)."""
+        count = self.stats["updates"].clamp(min=1)
+        out = {k: (v / count).tolist() for k, v in self.stats.items() if k != "updates"}
+        for v in self.stats.values():
+            v.zero_()
+        return out
+
+    def modules(self) -> dict:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+
+    def optimizers(self) -> dict:
+        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "alpha_opt": self.alpha_opt}
