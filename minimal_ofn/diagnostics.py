@@ -22,9 +22,11 @@ import torch
 
 def srank(features: torch.Tensor, delta: float = 0.01) -> torch.Tensor:
     """Effective rank of features [..., B, d] (batched over leading axes)."""
-    sigma = torch.linalg.svdvals(features)
+    finite = torch.isfinite(features).all(-1).all(-1)  # a diverged critic must not crash the logging
+    sigma = torch.linalg.svdvals(torch.where(finite[..., None, None], features, 0.0))
     cumulative = sigma.cumsum(-1) / sigma.sum(-1, keepdim=True).clamp_min(1e-12)
-    return (cumulative < 1.0 - delta).sum(-1) + 1
+    rank = ((cumulative < 1.0 - delta).sum(-1) + 1).float()
+    return torch.where(finite, rank, float("nan"))
 
 
 def discounted_returns(rewards, gamma: float) -> np.ndarray:
@@ -47,24 +49,29 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
                                             for g in generators]))
     ood_a = torch.stack([torch.rand(*a.shape[1:], generator=g, device=a.device) for g in generators]) * 2 - 1
     phi = sac.critic.features(s, a)  # [N, 2, B, d]: no dropout masks, the critic as it predicts
+    # Moments of the linear layers only: LayerNorm parameters exist for every agent of a stack in
+    # which any agent uses LayerNorm, and would dilute the statistics of those that do not.
     opt = sac.critic_opt
-    m = torch.cat([x.view(n, -1) for x in opt.m], 1).abs()
+    linear = [p for layer in [*sac.critic.layers, sac.critic.head] for p in (layer.weight, layer.bias)]
+    slot = {id(p): k for k, p in enumerate(opt.params)}
+    m = torch.cat([opt.m[slot[id(p)]].view(n, -1) for p in linear], 1).abs()
     out = {
         "q_policy": sac.critic(s, policy_a).mean((1, 2)),
         "q_replay": sac.critic(s, a).mean((1, 2)),
         "q_ood": sac.critic(s, ood_a).mean((1, 2)),
         "feature_norm": phi.norm(dim=-1).mean((1, 2)),
         "head_weight_norm": sac.critic.head.weight.flatten(2).norm(dim=-1).mean(1),
-        "srank": srank(phi[:, 0]).float(),
+        "srank": srank(phi[:, 0]),
         "adam_m_mean": m.mean(1),
         "adam_m_max": m.amax(1),
         "temperature": sac.log_alpha.exp(),
     }
     if opt.v:
-        v = torch.cat([x.view(n, -1) for x in opt.v], 1)
+        v = torch.cat([opt.v[slot[id(p)]].view(n, -1) for p in linear], 1)
         out.update(adam_v_mean=v.mean(1), adam_v_max=v.amax(1))
     if getattr(sac, "last_critic_grads", None) is not None:
-        out["grad_norm"] = torch.cat([g.reshape(n, -1) for g in sac.last_critic_grads], 1).norm(dim=1)
+        grads = sac.last_critic_grads
+        out["grad_norm"] = torch.cat([grads[slot[id(p)]].reshape(n, -1) for p in linear], 1).norm(dim=1)
     return {k: v.tolist() for k, v in out.items()}
 
 

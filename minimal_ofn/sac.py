@@ -108,7 +108,8 @@ class SAC:
         if self.use_l2:
             critic_loss = critic_loss + self.critic_l2 * sum(
                 layer.weight.pow(2).flatten(1).sum(1) for layer in [*self.critic.layers, self.critic.head])
-        self.critic_opt.step(torch.autograd.grad(critic_loss.sum(), self.critic_opt.params))
+        self.last_critic_grads = torch.autograd.grad(critic_loss.sum(), self.critic_opt.params)
+        self.critic_opt.step(self.last_critic_grads)
 
         # --- actor: through the just-updated critic, whose weights get no gradient here (detach=True)
         a_new, logp = self.actor(s, noise[:, 1])

@@ -141,8 +141,8 @@ class Lockstep:
     # ---- measuring
     def metrics(self, evaluate: bool, monte_carlo_rollout: bool) -> list[dict]:
         losses = self.sac.pop_stats()
-        rows = [{"step": self.t, "updates": self.updates, "wall_time": round(self.wall_time(), 3)}
-                for _ in range(self.n)]
+        rows = [{**dict.fromkeys(METRICS, float("nan")), "step": self.t, "updates": self.updates,
+                 "wall_time": round(self.wall_time(), 3)} for _ in range(self.n)]
         columns = dict(losses)
         columns["episode_return"] = [r[-1] if r else float("nan") for r in self.finished_returns]
         columns["max_reward"] = self.max_reward.tolist()

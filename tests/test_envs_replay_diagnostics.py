@@ -1,0 +1,86 @@
+"""Environment wrapper, replay buffer and the diagnostics' formulas."""
+
+import numpy as np
+import pytest
+import torch
+
+from minimal_ofn.diagnostics import discounted_returns, srank
+from minimal_ofn.envs import make_env, make_vec_env
+from minimal_ofn.replay import ReplayBuffer
+
+
+@pytest.mark.parametrize("env_id, obs_dim, act_dim", [("dmc:cheetah-run", 17, 6), ("Pendulum-v1", 3, 1)])
+def test_env_spaces_and_seeding(env_id, obs_dim, act_dim):
+    env = make_env(env_id, seed=0)
+    assert env.observation_space.shape == (obs_dim,) and env.action_space.shape == (act_dim,)
+    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    first = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=7)
+        assert obs.dtype == np.float32 and obs.shape == (obs_dim,)
+        step = env.step(np.full(act_dim, 0.5, np.float32))
+        first.append((obs, step[0], step[1]))
+    np.testing.assert_array_equal(first[0][0], first[1][0])
+    np.testing.assert_array_equal(first[0][1], first[1][1])
+    other, _ = env.reset(seed=8)
+    assert not np.array_equal(other, first[0][0])
+
+
+def test_dmc_truncates_at_1000_steps_without_terminating():
+    env = make_env("dmc:cheetah-run", seed=0)
+    env.reset(seed=0)
+    for t in range(1000):
+        _, _, terminated, truncated, _ = env.step(np.zeros(6, np.float32))
+        assert not terminated
+        assert truncated == (t == 999)
+
+
+def test_pendulum_actions_are_rescaled_to_its_torque_bounds():
+    env = make_env("Pendulum-v1", seed=0)
+    env.reset(seed=0)
+    env.step(np.array([1.0], np.float32))
+    assert env.unwrapped.last_u == pytest.approx(2.0)  # [-1, 1] maps onto Pendulum's [-2, 2]
+
+
+def test_vector_env_keeps_final_obs_for_truncated_episodes():
+    vec = make_vec_env("Pendulum-v1", [0, 1])
+    vec.reset(seed=[0, 1])
+    for _ in range(200):
+        obs, _, terminated, truncated, info = vec.step(np.zeros((2, 1), np.float32))
+    assert truncated.all() and not terminated.any()
+    assert info["_final_obs"].all()
+    assert not np.allclose(info["final_obs"][0], obs[0])  # obs already belongs to the next episode
+
+
+def test_replay_sampling_is_uniform_per_agent_and_reproducible():
+    buf = ReplayBuffer(2, 10, 1, 1, "cpu")
+    for t in range(15):  # wraps around: holds t = 5..14
+        buf.add(np.full((2, 1), t), np.zeros((2, 1)), np.array([t, -t]), np.zeros((2, 1)), np.zeros(2))
+    assert buf.size == 10
+    g = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    batch = buf.sample(20_000, g)
+    values = batch["obs"][0, :, 0]
+    assert set(values.unique().tolist()) == set(range(5, 15))
+    counts = torch.bincount(values.long())[5:].float()
+    assert counts.min() > 0.9 * 2000 and counts.max() < 1.1 * 2000
+    torch.testing.assert_close(batch["reward"][1], -batch["obs"][1, :, 0])  # fields stay aligned per row
+    again = buf.sample(20_000, [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)])
+    assert torch.equal(again["obs"], batch["obs"])
+
+
+def test_srank_of_a_known_low_rank_matrix():
+    g = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(256, 5, generator=g))
+    v, _ = torch.linalg.qr(torch.randn(64, 5, generator=g))
+    low = u @ torch.diag(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])) @ v.T  # rank 5; the top 4 hold 14/15 < 99%
+    assert int(srank(low)) == 5
+    assert int(srank(low, delta=0.1)) == 4
+    assert int(srank(torch.eye(64))) == 64  # equal singular values: 99% of the sum needs all 64 (63.36 -> 64)
+    sigma = torch.tensor([10.0, 1.0, 0.05])  # 10/11.05 = 0.905, 11/11.05 = 0.9955 >= 0.99
+    assert int(srank(torch.diag(sigma))) == 2
+    assert int(srank(torch.diag(sigma), delta=0.2)) == 1
+
+
+def test_discounted_returns_backwards_recursion():
+    np.testing.assert_allclose(discounted_returns([1.0, 0.0, 2.0], 0.5), [1.0 + 0.25 * 2.0, 1.0, 2.0])
+    assert discounted_returns([], 0.9).shape == (0,)

@@ -1,0 +1,54 @@
+"""The per-agent optimizer matches torch.optim's Adam, AdamW and SGD, and beta1 = 0 means no momentum."""
+
+import pytest
+import torch
+
+from minimal_ofn.optim import StackedOptimizer
+
+
+def _run(kind, torch_opt, lr, beta1, wd=0.0, steps=5):
+    torch.manual_seed(0)
+    init = torch.randn(3, 4, 5)  # three agents, each with a [4, 5] weight
+    ours = init.clone().requires_grad_(True)
+    opt = StackedOptimizer([ours], 3, lr=lr, beta1=beta1, weight_decay=wd, kind=kind)
+    refs = [init[i].clone().requires_grad_(True) for i in range(3)]
+    ref_opts = [torch_opt([refs[i]], lr[i], beta1[i], wd[i] if isinstance(wd, list) else wd) for i in range(3)]
+    for step in range(steps):
+        grads = torch.randn(3, 4, 5) * (step + 1)
+        opt.step([grads])
+        for i in range(3):
+            refs[i].grad = grads[i].clone()
+            ref_opts[i].step()
+    for i in range(3):
+        torch.testing.assert_close(ours[i].detach(), refs[i].detach(), rtol=1e-5, atol=1e-6)
+    return opt
+
+
+def test_adam_matches_torch_per_agent():
+    _run("adam", lambda p, lr, b1, wd: torch.optim.Adam(p, lr=lr, betas=(b1, 0.999)),
+         lr=[1e-3, 3e-4, 1e-2], beta1=[0.9, 0.0, 0.5])
+
+
+def test_adamw_matches_torch_decoupled_weight_decay():
+    _run("adam", lambda p, lr, b1, wd: torch.optim.AdamW(p, lr=lr, betas=(b1, 0.999), weight_decay=wd),
+         lr=[1e-3, 1e-3, 1e-2], beta1=[0.9, 0.9, 0.0], wd=[0.0, 0.1, 0.5])
+
+
+def test_sgd_with_and_without_momentum_matches_torch():
+    _run("sgd", lambda p, lr, b1, wd: torch.optim.SGD(p, lr=lr, momentum=b1),
+         lr=[0.1, 0.01, 0.05], beta1=[0.9, 0.0, 0.5])
+
+
+def test_beta1_zero_leaves_first_moment_equal_to_last_gradient():
+    p = torch.zeros(2, 6, requires_grad=True)
+    opt = StackedOptimizer([p], 2, lr=1e-3, beta1=[0.0, 0.9])
+    for k in range(4):
+        g = torch.randn(2, 6)
+        opt.step([g])
+    torch.testing.assert_close(opt.m[0][0], g[0])  # no momentum: m is the latest gradient
+    assert not torch.allclose(opt.m[0][1], g[1])  # with momentum it is not
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        StackedOptimizer([torch.zeros(1, 2)], 1, lr=1.0, beta1=0.0, kind="rmsprop")
