@@ -51,6 +51,9 @@ class SAC:
         self.critic = Critic(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.ofn for c in configs],
                              [c.critic_dropout for c in configs], [c.critic_layer_norm for c in configs], device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        if c0.compile != "off":  # compile the forward passes only: optimizer and RNG stay plain eager code
+            for net in (self.actor, self.critic, self.critic_target):
+                net.forward = torch.compile(net.forward, mode=None if c0.compile == "default" else c0.compile)
         self.log_alpha = torch.zeros(n, device=device, requires_grad=True)
         self.gamma, self.tau, self.critic_l2 = per_agent("gamma"), per_agent("tau"), per_agent("critic_l2")
         self.use_l2 = any(c.critic_l2 > 0 for c in configs)  # a python bool: no host sync in update()

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from minimal_ofn.config import Config
@@ -134,3 +135,15 @@ def test_l2_penalty_adds_weight_norm_to_the_critic_loss():
     # Same start, same batch: after one update the losses differ by about 0.5 * sum ||W||^2.
     diff = float(sac_l2.stats["critic_loss"][0] - sac.stats["critic_loss"][0])
     assert abs(diff - 0.5 * weights) < 0.05 * 0.5 * weights
+
+
+@pytest.mark.slow
+def test_compiled_forward_gives_the_same_updates_as_eager():
+    eager, compiled = _sac(), _sac(compile="default")
+    for seed in range(3):
+        eager.update(_batch(seed=seed))
+        compiled.update(_batch(seed=seed))
+    for p, q in zip(eager.critic.parameters(), compiled.critic.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    for p, q in zip(eager.actor.parameters(), compiled.actor.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
