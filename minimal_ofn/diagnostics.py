@@ -6,7 +6,7 @@
   rollout so that every G_t sums at least H/2 rewards (the cut-off error is at most
   gamma^(H/2) r_max / (1 - gamma), 0.7% of the largest possible value at H = 1000).
   The critic estimates the *soft* value, which also counts the entropy bonus; the MC
-  return counts rewards only, as in the paper. Any Q above r_max / (1 - gamma) is
+  return counts rewards only, as in the paper, and mc_soft_return adds the bonus back. Any Q above r_max / (1 - gamma) is
   impossible for rewards in [0, r_max] (up to that entropy bonus).
 - Q on in-distribution actions (the replay's own) and on out-of-distribution actions
   (uniform in [-1, 1]^|A|), separately: OOD overestimation is what feeds divergence.
@@ -79,38 +79,52 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
 def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps: int = 1000):
     """One episode per agent in its own env (agent n's policy acts in envs[n], reset with seeds[n]).
 
-    Returns per agent: (undiscounted return, rewards list, Q(s_t, a_t) list)."""
+    Returns per agent: (undiscounted return, rewards, Q(s_t, a_t), log pi(a_t|s_t)) (log pi: NaN if deterministic)."""
     n = len(envs)
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
     alive = np.ones(n, bool)
     rewards = [[] for _ in range(n)]
     qs = [[] for _ in range(n)]
+    log_probs = [[] for _ in range(n)]
     for _ in range(max_steps):
         o = torch.as_tensor(obs, device=device).unsqueeze(1)
         noise = None if deterministic else torch.stack(
             [torch.randn(1, sac.act_dim, generator=g, device=device) for g in generators])
-        act = sac.actor(o, noise)[0]
+        act, log_prob = sac.actor(o, noise)
         q = sac.critic(o, act).mean(1).squeeze(1)
-        act_np, q_np = act.squeeze(1).cpu().numpy(), q.cpu().numpy()
+        log_prob = torch.full_like(q, float("nan")) if log_prob is None else log_prob.squeeze(1)
+        act_np, q_np, lp_np = act.squeeze(1).cpu().numpy(), q.cpu().numpy(), log_prob.cpu().numpy()
         for i, env in enumerate(envs):
             if not alive[i]:
                 continue
             obs[i], r, term, trunc, _ = env.step(act_np[i])
             rewards[i].append(r)
             qs[i].append(float(q_np[i]))
+            log_probs[i].append(float(lp_np[i]))
             alive[i] = not (term or trunc)
         if not alive.any():
             break
-    return [(float(sum(r)), r, q) for r, q in zip(rewards, qs)]
+    return [(float(sum(r)), r, q, lp) for r, q, lp in zip(rewards, qs, log_probs)]
 
 
 def monte_carlo(sac, envs, generators, device, gammas, seeds) -> dict:
-    """Q on the policy's own rollout states vs their Monte Carlo return, per agent."""
-    out = {"q_rollout": [], "mc_return": [], "q_over_mc": []}
-    for (_, rewards, qs), gamma in zip(rollout(sac, envs, generators, device, False, seeds), gammas):
+    """Q on the policy's own rollout states vs their Monte Carlo return, per agent.
+
+    mc_return counts rewards only (the paper's comparison). mc_soft_return is what the soft
+    critic actually estimates, the entropy bonus of every later step included:
+        Q_soft(s_t, a_t) = r_t + sum_{k>=1} gamma^k (r_{t+k} - alpha log pi(a_{t+k}|s_{t+k})).
+    Early in training (large alpha) the bonus alone can put Q far above mc_return without
+    any overestimation; at high UTD the temperature falls and the gap that stays is real."""
+    out = {"q_rollout": [], "mc_return": [], "mc_soft_return": [], "q_over_mc": []}
+    alphas = sac.log_alpha.exp().tolist()
+    results = rollout(sac, envs, generators, device, False, seeds)
+    for (_, rewards, qs, log_probs), gamma, alpha in zip(results, gammas, alphas):
         half = max(1, len(rewards) // 2)
+        bonus = -alpha * np.asarray(log_probs)
+        soft = discounted_returns(np.asarray(rewards) + bonus, gamma) - bonus  # no bonus for a_t itself
         q, g = float(np.mean(qs[:half])), float(np.mean(discounted_returns(rewards, gamma)[:half]))
         out["q_rollout"].append(q)
         out["mc_return"].append(g)
+        out["mc_soft_return"].append(float(np.mean(soft[:half])))
         out["q_over_mc"].append(q / g if abs(g) > 1e-8 else float("nan"))
     return out

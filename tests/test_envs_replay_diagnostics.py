@@ -84,3 +84,21 @@ def test_srank_of_a_known_low_rank_matrix():
 def test_discounted_returns_backwards_recursion():
     np.testing.assert_allclose(discounted_returns([1.0, 0.0, 2.0], 0.5), [1.0 + 0.25 * 2.0, 1.0, 2.0])
     assert discounted_returns([], 0.9).shape == (0,)
+
+
+def test_soft_monte_carlo_return_adds_the_entropy_bonus_of_later_steps_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from minimal_ofn import diagnostics
+
+    rewards, log_probs, qs = [1.0, 0.0, 2.0, 0.0], [-1.0, -2.0, -3.0, 0.0], [5.0, 5.0, 5.0, 5.0]
+    monkeypatch.setattr(diagnostics, "rollout", lambda *a, **k: [(3.0, rewards, qs, log_probs)])
+    sac = SimpleNamespace(log_alpha=torch.tensor([np.log(0.5)]))
+    out = diagnostics.monte_carlo(sac, None, None, "cpu", [0.5], [0])
+    g0 = 1.0 + 0.5 * 0.0 + 0.25 * 2.0  # first half: t = 0, 1
+    g1 = 0.0 + 0.5 * 2.0
+    s0 = 1.0 + 0.5 * (0.0 + 1.0) + 0.25 * (2.0 + 1.5) + 0.125 * (0.0 + 0.0)  # bonus -alpha log pi from t+1 on
+    s1 = 0.0 + 0.5 * (2.0 + 1.5)
+    assert out["mc_return"][0] == pytest.approx((g0 + g1) / 2)
+    assert out["mc_soft_return"][0] == pytest.approx((s0 + s1) / 2)
+    assert out["q_over_mc"][0] == pytest.approx(5.0 / ((g0 + g1) / 2))
