@@ -1,0 +1,387 @@
+"""How fast is one SAC update? Our stacked SAC against SAC written the usual way.
+
+    python -m minimal_ofn.bench [--threads T] [--repeats R] [--quick] [--json] [--device D] [--no-loop]
+
+Every row times the FULL update (critic, actor, temperature, Polyak) on
+cheetah-run shapes (obs 17, act 6), for our `minimal_ofn.sac.SAC` and, in the
+same run at the same size, for a PLAIN REFERENCE: SAC as common single-file
+scripts write it (CleanRL's sac_continuous_action.py): two nn.Sequential critics,
+an actor module, one torch.optim.Adam per network, zero_grad/backward/step, and
+Polyak as a python loop over parameters. N agents of the reference are N such
+agents updated one after another; ours updates them in one stacked pass.
+
+Reported per row: lockstep updates/s, ms per agent-update (time of one update of
+all N agents / N), and the fraction of the machine's float32 matrix-product
+peak, measured in the same run with the same threads:
+
+    fraction of peak = update_flops(...) * N / time per update / peak FLOP/s
+
+Timing: warm-up first, time.perf_counter around a block of updates
+(torch.cuda.synchronize() on both sides on a GPU), median over --repeats blocks,
+ours and the reference interleaved block by block so that a busy neighbour on a
+shared CPU slows both alike. On a CPU with more runnable processes than cores,
+set OMP_WAIT_POLICY=PASSIVE (or --threads 1): spinning OpenMP threads otherwise
+make every figure many times too slow (the table warns when it sees this).
+Last, an end-to-end figure: env steps/s of the training loop (train.Lockstep).
+"""
+
+import copy
+import json
+import math
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import preset
+from .networks import LOG_STD_MAX, LOG_STD_MIN
+from .sac import SAC
+from .train import Lockstep, Parser, RunError, cli
+
+OBS_DIM, ACT_DIM = 17, 6  # dmc:cheetah-run
+ROWS = [  # name, preset (batch, hidden), agents in lockstep
+    ("paper, 1 agent", "paper", 1),
+    ("paper, 5 agents", "paper", 5),
+    ("tutorial, 5 agents", "tutorial", 5),
+]
+LOOP_SECONDS = 20.0  # time budget of the end-to-end loop
+# Targets: (row, minimum speedup over the reference per agent-update, minimum fraction of peak or None).
+TARGETS = {"paper, 1 agent": (1.5, None), "paper, 5 agents": (2.0, 0.60), "tutorial, 5 agents": (3.0, None)}
+
+
+def update_flops(batch: int, hidden: int, depth: int, obs_dim: int, act_dim: int) -> int:
+    """Matrix-product FLOPs of one full SAC update of ONE agent (2 FLOPs per multiply-add).
+
+    A linear layer of input width i and output width o on B rows costs 2Bio for the
+    forward pass, 2Bio for the gradient w.r.t. its input, 2Bio for the gradient
+    w.r.t. its weight. Biases, activations, losses, Adam and Polyak are O(B*H) or
+    O(parameters), not O(B*H^2), and are left out. With fwd(net) the forward cost,
+    first(net) the cost of its first layer, and the twin critic counted twice:
+
+        target critic   fwd(actor) on s'  +  2 fwd(critic) on (s', a')           no backward
+        critic          2 fwd(critic) on (s, a)  +  2 fwd  (weight grads)
+                        +  2 (fwd - first) (input grads: [s, a] is data, needs none)
+        actor           fwd(actor) on s  +  2 fwd(critic) on (s, a~)
+                        +  2 fwd(critic)  (input grads down to a~; critic weights get none)
+                        +  fwd(actor) (weight grads)  +  fwd(actor) - first(actor) (input grads)
+        temperature, Polyak: no matrix products
+    """
+    def fwd(dims):
+        return sum(2 * batch * i * o for i, o in zip(dims[:-1], dims[1:]))
+
+    critic = [obs_dim + act_dim] + [hidden] * depth + [1]
+    actor = [obs_dim] + [hidden] * depth + [2 * act_dim]
+    q, pi = fwd(critic), fwd(actor)
+    q_first, pi_first = fwd(critic[:2]), fwd(actor[:2])
+    target = pi + 2 * q
+    critic_step = 2 * q + 2 * q + 2 * (q - q_first)
+    actor_step = pi + 2 * q + 2 * q + pi + (pi - pi_first)
+    return target + critic_step + actor_step
+
+
+# ---- the plain reference (CleanRL's sac_continuous_action.py, same algorithm as sac.py)
+def mlp(sizes, last_relu=False):
+    layers = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(i, o), nn.ReLU()]
+    return nn.Sequential(*(layers if last_relu else layers[:-1]))
+
+
+class SoftQNetwork(nn.Module):
+    def __init__(self, obs_dim, act_dim, hidden, depth):
+        super().__init__()
+        self.net = mlp([obs_dim + act_dim] + [hidden] * depth + [1])
+
+    def forward(self, obs, act):
+        return self.net(torch.cat([obs, act], 1))
+
+
+class PlainActor(nn.Module):
+    def __init__(self, obs_dim, act_dim, hidden, depth):
+        super().__init__()
+        self.trunk = mlp([obs_dim] + [hidden] * depth, last_relu=True)
+        self.fc_mean = nn.Linear(hidden, act_dim)
+        self.fc_logstd = nn.Linear(hidden, act_dim)
+
+    def get_action(self, obs, noise=None):
+        x = self.trunk(obs)
+        mean, log_std = self.fc_mean(x), torch.tanh(self.fc_logstd(x))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        noise = torch.randn_like(mean) if noise is None else noise
+        x_t = mean + log_std.exp() * noise  # Normal(mean, std).rsample()
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(1)
+        # tanh correction as in Spinning Up (CleanRL's log(1 - tanh^2 + 1e-6) differs only when saturated)
+        log_prob = log_prob - (2 * (math.log(2) - x_t - F.softplus(-2 * x_t))).sum(1)
+        return torch.tanh(x_t), log_prob
+
+
+class PlainSAC:
+    """One SAC agent, written the usual way. update() returns (critic, actor, temperature) losses.
+
+    Two choices make it cheaper than CleanRL verbatim, so as not to flatter ours: the
+    critics are frozen during the actor step (as Spinning Up does), and the temperature
+    loss reuses the actor step's log pi instead of sampling the actor a third time."""
+
+    def __init__(self, cfg, obs_dim, act_dim, device):
+        self.qf1 = SoftQNetwork(obs_dim, act_dim, cfg.hidden, cfg.depth).to(device)
+        self.qf2 = SoftQNetwork(obs_dim, act_dim, cfg.hidden, cfg.depth).to(device)
+        self.qf1_target, self.qf2_target = copy.deepcopy(self.qf1), copy.deepcopy(self.qf2)
+        self.actor = PlainActor(obs_dim, act_dim, cfg.hidden, cfg.depth).to(device)
+        self.q_params = list(self.qf1.parameters()) + list(self.qf2.parameters())
+        self.q_optimizer = torch.optim.Adam(self.q_params, lr=cfg.critic_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.log_alpha = torch.full((1,), math.log(cfg.init_temperature), device=device, requires_grad=True)
+        self.a_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.temperature_lr)
+        self.target_entropy = -act_dim / 2 if cfg.target_entropy is None else cfg.target_entropy
+        self.gamma, self.tau = cfg.gamma, cfg.tau
+
+    def update(self, data, noise=(None, None)):
+        obs, actions, rewards, next_obs, dones = (
+            data[k] for k in ("obs", "action", "reward", "next_obs", "terminated"))
+        alpha = self.log_alpha.exp().item()
+        with torch.no_grad():
+            next_state_actions, next_state_log_pi = self.actor.get_action(next_obs, noise[0])
+            qf1_next_target = self.qf1_target(next_obs, next_state_actions)
+            qf2_next_target = self.qf2_target(next_obs, next_state_actions)
+            min_qf_next_target = torch.min(qf1_next_target, qf2_next_target).view(-1) - alpha * next_state_log_pi
+            next_q_value = rewards + (1 - dones) * self.gamma * min_qf_next_target
+        qf1_a_values = self.qf1(obs, actions).view(-1)
+        qf2_a_values = self.qf2(obs, actions).view(-1)
+        qf_loss = F.mse_loss(qf1_a_values, next_q_value) + F.mse_loss(qf2_a_values, next_q_value)
+        self.q_optimizer.zero_grad()
+        qf_loss.backward()
+        self.q_optimizer.step()
+
+        for p in self.q_params:
+            p.requires_grad_(False)
+        pi, log_pi = self.actor.get_action(obs, noise[1])
+        min_qf_pi = torch.min(self.qf1(obs, pi), self.qf2(obs, pi)).view(-1)
+        actor_loss = (alpha * log_pi - min_qf_pi).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        for p in self.q_params:
+            p.requires_grad_(True)
+
+        alpha_loss = (-self.log_alpha.exp() * (log_pi.detach() + self.target_entropy)).mean()
+        self.a_optimizer.zero_grad()
+        alpha_loss.backward()
+        self.a_optimizer.step()
+
+        for net, target in ((self.qf1, self.qf1_target), (self.qf2, self.qf2_target)):
+            for param, target_param in zip(net.parameters(), target.parameters()):
+                target_param.data.copy_(self.tau * param.data + (1 - self.tau) * target_param.data)
+        return qf_loss.detach(), actor_loss.detach(), alpha_loss.detach()
+
+
+# ---- measuring
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _seconds_per_call(fn, iters, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def random_batch(n, batch, device, seed=0) -> dict:
+    """A replay-shaped batch [N, B, ...] of random transitions (cheetah shapes: never terminates)."""
+    g = torch.Generator(device).manual_seed(seed)
+    return {"obs": torch.randn(n, batch, OBS_DIM, generator=g, device=device),
+            "action": torch.rand(n, batch, ACT_DIM, generator=g, device=device) * 2 - 1,
+            "reward": torch.rand(n, batch, generator=g, device=device),
+            "next_obs": torch.randn(n, batch, OBS_DIM, generator=g, device=device),
+            "terminated": torch.zeros(n, batch, device=device)}
+
+
+def matmul_peak(size, repeats, device) -> float:
+    """float32 FLOP/s of a size x size matrix product: the best of `repeats` timings (2 size^3 FLOPs each)."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    out = torch.empty(size, size, device=device)
+    torch.mm(a, b, out=out)  # warm-up
+    best = min(_seconds_per_call(lambda: torch.mm(a, b, out=out), 1, device) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def measure_row(preset_name, n, device, repeats, block_seconds, warmup) -> dict:
+    """Median seconds per lockstep update of n agents: ours (one stacked SAC) and the reference (n PlainSACs).
+
+    block_seconds=None times blocks of 2 updates (--quick); otherwise blocks are sized to last about that long."""
+    configs = [preset(preset_name, seed=i, device=device.type) for i in range(n)]
+    c = configs[0]
+    ours = SAC(configs, OBS_DIM, ACT_DIM, device, [torch.Generator(device).manual_seed(i) for i in range(n)])
+    torch.manual_seed(0)
+    refs = [PlainSAC(cfg, OBS_DIM, ACT_DIM, device) for cfg in configs]
+    batch = random_batch(n, c.batch_size, device)
+    ref_batches = [{k: v[i] for k, v in batch.items()} for i in range(n)]
+
+    def ours_update():
+        ours.update(batch)
+
+    def ref_update():
+        for agent, data in zip(refs, ref_batches):
+            agent.update(data)
+
+    iters = {}
+    for name, fn in (("ours", ours_update), ("ref", ref_update)):
+        _seconds_per_call(fn, warmup, device)
+        iters[name] = 2 if block_seconds is None else max(2, round(block_seconds / _seconds_per_call(fn, 3, device)))
+    times = {"ours": [], "ref": []}
+    for _ in range(repeats):
+        times["ours"].append(_seconds_per_call(ours_update, iters["ours"], device))
+        times["ref"].append(_seconds_per_call(ref_update, iters["ref"], device))
+    return {"agents": n, "batch": c.batch_size, "hidden": c.hidden, "depth": c.depth,
+            "flops_per_agent_update": update_flops(c.batch_size, c.hidden, c.depth, OBS_DIM, ACT_DIM),
+            "ours_s": statistics.median(times["ours"]), "ref_s": statistics.median(times["ref"]),
+            "iters": iters}
+
+
+def lockstep_loop(device, updates, seed_steps, max_seconds=20.0) -> dict:
+    """Env steps/s of train.Lockstep (tutorial size, 5 agents, UTD 32, dmc:cheetah-run), past the random phase.
+
+    Stops early once max_seconds have been spent in the timed part (a busy machine), and says so."""
+    utd = 32
+    configs = [preset("tutorial", seed=i, utd=utd, seed_steps=seed_steps, device=device.type) for i in range(5)]
+    run = Lockstep(configs, progress=False)
+    while run.t <= seed_steps:  # the random phase, then one step with its first utd updates as warm-up
+        run.env_step()
+        run.learn()
+    planned, steps = max(1, updates // utd), 0
+    _sync(device)
+    start = time.perf_counter()
+    while steps < planned and (steps == 0 or time.perf_counter() - start < max_seconds):
+        run.env_step()
+        run.learn()
+        steps += 1
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return {"agents": 5, "utd": utd, "env_steps": steps, "updates": steps * utd, "seconds": seconds,
+            "stopped_early": steps < planned, "env_steps_per_s": steps / seconds,
+            "ms_per_agent_update": 1e3 * seconds / (steps * utd * 5)}
+
+
+def _load():
+    """1-minute load average (None where the OS has none): a busy shared CPU slows every row."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def judge(name, speedup, peak_fraction) -> dict:
+    """The row's target, and whether the measured speedup (and fraction of peak, where asked) meet it."""
+    min_speedup, min_fraction = TARGETS[name]
+    met = speedup >= min_speedup and (min_fraction is None or peak_fraction >= min_fraction)
+    return {"min_speedup": min_speedup, "min_peak_fraction": min_fraction, "met": met}
+
+
+def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True) -> dict:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if threads is not None:
+        torch.set_num_threads(threads)
+    size = 1024 if quick else 2048 if device.type == "cpu" else 8192
+    result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "cpu_count": os.cpu_count(), "load_before": _load(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "quick": quick, "repeats": repeats,
+              "peak_matmul_size": size, "peak_flops": matmul_peak(size, 3 if quick else 5, device), "rows": {}}
+    for name, preset_name, n in ROWS:
+        row = measure_row(preset_name, n, device, repeats, block_seconds=None if quick else 0.4,
+                          warmup=1 if quick else 10)
+        row["ours_ms_per_agent_update"] = 1e3 * row["ours_s"] / n
+        row["ref_ms_per_agent_update"] = 1e3 * row["ref_s"] / n
+        row["speedup"] = row["ref_s"] / row["ours_s"]
+        row["ours_peak_fraction"] = row["flops_per_agent_update"] * n / row["ours_s"] / result["peak_flops"]
+        row["ref_peak_fraction"] = row["flops_per_agent_update"] * n / row["ref_s"] / result["peak_flops"]
+        row["target"] = judge(name, row["speedup"], row["ours_peak_fraction"])
+        result["rows"][name] = row
+    if loop:
+        result["lockstep_loop"] = lockstep_loop(device, updates=128 if quick else 2000,
+                                                seed_steps=128 if quick else 1000, max_seconds=LOOP_SECONDS)
+    result["load_after"] = _load()
+    return result
+
+
+def _fmt(x):
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def _busy_warning(r) -> list:
+    # Measured here: 5 tutorial agents took 1089 ms per update with 2 threads at load 7 on 2 cores, 19 ms with
+    # OMP_WAIT_POLICY=PASSIVE (threads spinning at OpenMP barriers while their core runs someone else).
+    busy = r["device"] == "cpu" and r["threads"] > 1 and (r.get("load_before") or 0) > (r.get("cpu_count") or 1)
+    if not busy or r.get("omp_wait_policy"):
+        return []
+    return ["WARNING: more runnable processes than cores, and several torch threads: OpenMP threads spin while "
+            "waiting and every figure below can be many times too slow; rerun with OMP_WAIT_POLICY=PASSIVE "
+            "or --threads 1, or on an idle machine"]
+
+
+def format_table(r: dict) -> str:
+    lines = [f"SAC update benchmark: {r['device']}, torch {r['torch']}, {r['threads']} threads"
+             f"{', OMP_WAIT_POLICY=' + r['omp_wait_policy'] if r.get('omp_wait_policy') else ''}, "
+             f"obs {r['obs_dim']} act {r['act_dim']} (cheetah-run shapes), median of {r['repeats']} blocks"
+             + (" [--quick: too few iterations for real figures]" if r["quick"] else ""),
+             f"CPU load average (1 min) before / after: {_fmt(r.get('load_before'))} / {_fmt(r.get('load_after'))} "
+             f"on {r.get('cpu_count')} cores (other processes running share the cores and slow every figure)",
+             *_busy_warning(r),
+             f"float32 matmul peak ({r['peak_matmul_size']}^2, best of runs): {r['peak_flops'] / 1e9:.1f} GFLOP/s", "",
+             f"{'row':<20} {'batch':>5} {'hidden':>6} {'MFLOP/agent-upd':>15} | {'ours upd/s':>10} "
+             f"{'ms/agent-upd':>12} {'% peak':>6} | {'ref upd/s':>9} {'ms/agent-upd':>12} {'% peak':>6} | "
+             f"{'speedup':>7}"]
+    for name, w in r["rows"].items():
+        lines.append(f"{name:<20} {w['batch']:>5} {w['hidden']:>6} {w['flops_per_agent_update'] / 1e6:>15.1f} | "
+                     f"{1 / w['ours_s']:>10.1f} {w['ours_ms_per_agent_update']:>12.2f} "
+                     f"{100 * w['ours_peak_fraction']:>5.1f}% | {1 / w['ref_s']:>9.1f} "
+                     f"{w['ref_ms_per_agent_update']:>12.2f} {100 * w['ref_peak_fraction']:>5.1f}% | "
+                     f"{w['speedup']:>6.2f}x")
+    lines += ["", "(upd/s: lockstep updates of all the row's agents per second; ref = plain CleanRL-style SAC, "
+                  "its agents updated one after another; speedup = ref / ours per agent-update)", "", "targets:"]
+    for name, w in r["rows"].items():
+        t = w["target"]
+        want = f"speedup >= {t['min_speedup']:g}x" + (
+            f" and >= {100 * t['min_peak_fraction']:.0f}% of peak" if t["min_peak_fraction"] else "")
+        got = f"{w['speedup']:.2f}x" + (f", {100 * w['ours_peak_fraction']:.1f}%" if t["min_peak_fraction"] else "")
+        lines.append(f"  {name:<20} {want:<36} measured {got:<16} {'met' if t['met'] else 'NOT MET'}")
+    if "lockstep_loop" in r:
+        e = r["lockstep_loop"]
+        lines += ["", f"lockstep loop (train.Lockstep, tutorial size, {e['agents']} agents, UTD {e['utd']}, "
+                      f"dmc:cheetah-run): {e['env_steps']} env steps + {e['updates']} updates in {e['seconds']:.1f} s"
+                      f" = {e['env_steps_per_s']:.2f} env steps/s, {e['ms_per_agent_update']:.2f} ms per "
+                      "agent-update all included"
+                      + (f" (stopped at the {LOOP_SECONDS:g} s budget)" if e["stopped_early"] else "")]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = Parser(prog="python -m minimal_ofn.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for every row (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed blocks per row, median taken (default 5)")
+    parser.add_argument("--quick", action="store_true", help="few iterations: checks that it runs, not a measurement")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--no-loop", action="store_true", help="skip the end-to-end lockstep loop")
+    args = parser.parse_args(argv)
+
+    def run():
+        if args.threads is not None and args.threads < 1:
+            raise RunError(f"--threads must be >= 1, got {args.threads}")
+        repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
+        if repeats < 1:
+            raise RunError(f"--repeats must be >= 1, got {repeats}")
+        if args.device is not None and args.device not in ("cpu", "cuda"):
+            raise RunError(f"--device must be cpu or cuda, got {args.device!r}")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise RunError("--device cuda, but torch sees no CUDA device")
+        result = run_bench(args.threads, repeats, args.quick, args.device, loop=not args.no_loop)
+        print(json.dumps(result, indent=2) if args.json else format_table(result))
+
+    cli(run)
+
+
+if __name__ == "__main__":
+    main()

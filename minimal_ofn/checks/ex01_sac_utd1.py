@@ -1,0 +1,171 @@
+"""Exercise 01, SAC at UTD 1: the soft Q target and the Polyak update."""
+
+import torch
+
+from . import check
+
+N, B = 3, 4  # three agents, so the twin axis (size 2) cannot be confused with the agent axis
+
+
+def _target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    # y = r + gamma (1 - d) (min_j Qbar_j(s', a') - alpha log pi(a'|s'))
+    return reward + gamma * (1.0 - terminated) * (next_q.min(dim=1).values - alpha * next_log_prob)
+
+
+def _call_target(soft_q_target, *args):
+    try:
+        y = soft_q_target(*args)
+    except RuntimeError as err:
+        if "size of tensor" not in str(err):
+            raise
+        raise AssertionError(f"the shapes do not line up ({err}): next_q is [N, 2, B], with the twin critics on "
+                             "axis 1, and the target is one number per agent and sample, [N, B]") from None
+    assert isinstance(y, torch.Tensor), f"soft_q_target should return a tensor, got {type(y).__name__}"
+    assert y.shape == (N, B), (
+        f"soft_q_target should return one target per agent and sample, shape [N, B] = [{N}, {B}], got "
+        f"{list(y.shape)}: next_q is [N, 2, B], with the twin critics on axis 1")
+    return y
+
+
+def _inputs(terminated):
+    g = torch.Generator().manual_seed(1)
+    reward = torch.rand(N, B, generator=g)
+    next_q = 20 + 10 * torch.rand(N, 2, B, generator=g)
+    next_log_prob = torch.randn(N, B, generator=g)
+    return reward, terminated, next_q, next_log_prob, torch.full((N, 1), 0.2), torch.full((N, 1), 0.99)
+
+
+@check("soft_q_target")
+def target_does_not_bootstrap_from_terminal_states(soft_q_target):
+    """terminated = 1 gives the reward alone; terminated = 0 bootstraps"""
+    args = _inputs(torch.ones(N, B))
+    y = _call_target(soft_q_target, *args)
+    assert torch.allclose(y, args[0], atol=1e-5), (
+        "where terminated = 1 there is no next state: the target must be the reward alone. "
+        "Mask the bootstrapped part with the terminated flag.")
+    mixed = torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
+    args = _inputs(mixed)
+    y = _call_target(soft_q_target, *args)
+    assert torch.allclose(y, _target(*args), atol=1e-4), (
+        "with a mix of terminal and live transitions, the live ones (terminated = 0) must bootstrap and "
+        "the terminal ones must not: check which way round the mask goes")
+
+
+@check("soft_q_target")
+def target_takes_the_smaller_twin(soft_q_target):
+    """the target uses the smaller of the two target critics"""
+    low, high = torch.full((N, B), 1.0), torch.full((N, B), 5.0)
+    high[:, 1] = 0.0  # the second critic is the smaller one on sample 1
+    low[:, 1] = 4.0
+    next_q = torch.stack([low, high], dim=1)  # [N, 2, B]
+    zeros = torch.zeros(N, B)
+    y = _call_target(soft_q_target, zeros, zeros, next_q, zeros, torch.zeros(N, 1), torch.ones(N, 1))
+    expected = next_q.min(dim=1).values
+    if torch.allclose(y, next_q.max(dim=1).values):
+        raise AssertionError("you took the larger of the twin critics: clipped double Q takes the smaller one, "
+                             "which is what counters overestimation")
+    if torch.allclose(y, next_q.mean(dim=1)):
+        raise AssertionError("you averaged the twin critics: clipped double Q takes the smaller one")
+    if torch.allclose(y, low) or torch.allclose(y, high):
+        raise AssertionError("the target uses only one of the twin critics: take the smaller of the two, "
+                             "per sample")
+    assert torch.allclose(y, expected, atol=1e-5), "the target should be the per-sample minimum over the twin axis"
+
+
+@check("soft_q_target")
+def target_subtracts_the_entropy_term(soft_q_target):
+    """the soft value is min Q minus alpha * log pi, discounted together"""
+    reward, terminated = torch.ones(N, B), torch.zeros(N, B)
+    next_q = torch.full((N, 2, B), 2.0)
+    log_prob = torch.tensor([-1.5, 0.5, 2.0, -3.0]).expand(N, B)
+    alpha, gamma = torch.full((N, 1), 0.3), torch.full((N, 1), 0.9)
+    y = _call_target(soft_q_target, reward, terminated, next_q, log_prob, alpha, gamma)
+    if torch.allclose(y, reward + gamma * (2.0 + alpha * log_prob)):
+        raise AssertionError("the sign of the entropy term is flipped: the soft value subtracts alpha * log pi "
+                             "(an entropy bonus, since log pi is low for a spread-out policy)")
+    if torch.allclose(y, reward + gamma * 2.0 - alpha * log_prob):
+        raise AssertionError("the entropy term belongs to the next state, so it is discounted with min Q: "
+                             "put it inside the gamma * (...)")
+    if torch.allclose(y, reward + gamma * (2.0 - log_prob)):
+        raise AssertionError("the entropy term is scaled by the temperature alpha")
+    assert torch.allclose(y, _target(reward, terminated, next_q, log_prob, alpha, gamma), atol=1e-5), (
+        "with equal twins the target should be r + gamma * (Q - alpha * log pi)")
+
+
+@check("soft_q_target")
+def target_matches_the_reference_per_agent(soft_q_target):
+    """random inputs, a different alpha and gamma per agent ([N, 1]), and plain floats"""
+    g = torch.Generator().manual_seed(2)
+    reward, log_prob = torch.randn(N, B, generator=g), torch.randn(N, B, generator=g)
+    terminated = (torch.rand(N, B, generator=g) < 0.3).float()
+    next_q = 10 * torch.randn(N, 2, B, generator=g)
+    alpha, gamma = torch.tensor([[0.1], [0.5], [1.0]]), torch.tensor([[0.9], [0.99], [0.5]])
+    y = _call_target(soft_q_target, reward, terminated, next_q, log_prob, alpha, gamma)
+    assert torch.allclose(y, _target(reward, terminated, next_q, log_prob, alpha, gamma), atol=1e-4), (
+        "with a different alpha and gamma per agent (tensors of shape [N, 1]) the target is wrong: "
+        "does gamma multiply the whole bootstrapped part, and do alpha and gamma broadcast per agent?")
+    y = _call_target(soft_q_target, reward, terminated, next_q, log_prob, 0.2, 0.99)
+    assert torch.allclose(y, _target(reward, terminated, next_q, log_prob, 0.2, 0.99), atol=1e-4), (
+        "with alpha and gamma given as plain floats the target is wrong")
+
+
+def _lists():
+    g = torch.Generator().manual_seed(3)
+    shapes = [(4, 3), (3,), (2, 2, 2)]
+    return [torch.randn(s, generator=g) for s in shapes], [torch.randn(s, generator=g) for s in shapes]
+
+
+@check("polyak_update")
+def polyak_moves_the_target_a_step_tau_toward_the_online_network(polyak_update):
+    """target <- (1 - tau) target + tau online, in place"""
+    targets, onlines = [torch.zeros(3)], [torch.full((3,), 10.0)]
+    kept = targets[0]
+    returned = polyak_update(targets, onlines, 0.1)
+    value = kept[0].item()
+    if abs(value - 9.0) < 1e-4:
+        raise AssertionError("tau is on the wrong side: tau is the (small) weight of the online network, "
+                             "so the target moves a step tau toward it")
+    if value == 0.0:
+        hint = " (you return new tensors: the package keeps the target tensors and expects them changed)" \
+            if returned is not None else ""
+        raise AssertionError("the target tensors did not change: update them in place, rebinding a loop "
+                             "variable changes nothing" + hint)
+    assert torch.allclose(onlines[0], torch.full((3,), 10.0)), "the online network must not change"
+    assert abs(value - 1.0) < 1e-4, f"with target 0, online 10 and tau 0.1 the target should become 1, got {value:g}"
+
+
+@check("polyak_update")
+def polyak_updates_every_tensor(polyak_update):
+    """every pair of tensors in the lists; tau = 1 copies, tau = 0 keeps"""
+    targets, onlines = _lists()
+    before = [t.clone() for t in targets]
+    online_before = [p.clone() for p in onlines]
+    polyak_update(targets, onlines, 0.25)
+    for t, t0, p, p0 in zip(targets, before, onlines, online_before):
+        assert torch.allclose(p, p0), "the online network must not change"
+        assert torch.allclose(t, 0.75 * t0 + 0.25 * p, atol=1e-6), (
+            "not every target tensor moved by tau toward its online tensor: loop over all pairs")
+    targets, onlines = _lists()
+    polyak_update(targets, onlines, 1.0)
+    assert all(torch.allclose(t, p) for t, p in zip(targets, onlines)), "with tau = 1 the target becomes the online copy"
+    targets, onlines = _lists()
+    before = [t.clone() for t in targets]
+    polyak_update(targets, onlines, 0.0)
+    assert all(torch.allclose(t, t0) for t, t0 in zip(targets, before)), "with tau = 0 the target must not move"
+
+
+@check("polyak_update")
+def polyak_works_on_network_parameters(polyak_update):
+    """works on the .parameters() of two networks (tensors that require grad)"""
+    torch.manual_seed(0)
+    target, online = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    expected = [0.9 * t.detach() + 0.1 * p.detach() for t, p in zip(target.parameters(), online.parameters())]
+    try:
+        polyak_update(list(target.parameters()), list(online.parameters()), 0.1)
+    except RuntimeError as err:
+        if "in-place" in str(err) or "inplace" in str(err):
+            raise AssertionError("changing a parameter that requires grad in place needs autograd switched off: "
+                                 "the target update is not something to differentiate") from None
+        raise
+    for t, e in zip(target.parameters(), expected):
+        assert torch.allclose(t.detach(), e, atol=1e-6), "the target network's parameters did not move by tau"

@@ -1,0 +1,144 @@
+"""The benchmark runs, and its plain reference is the same SAC as ours (so the speedup compares like with like)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from minimal_ofn.bench import ROWS, PlainSAC, judge, update_flops
+from minimal_ofn.config import Config
+from minimal_ofn.sac import SAC
+
+OBS, ACT = 5, 3
+
+
+def _linears(module):
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
+def _load_agent(ref: PlainSAC, sac: SAC, i: int) -> None:
+    """Copy agent i of our stacked SAC into the plain modules (nn.Linear keeps weight as [out, in])."""
+    for j, (q, q_target) in enumerate(((ref.qf1, ref.qf1_target), (ref.qf2, ref.qf2_target))):
+        for net, ours in ((q, sac.critic), (q_target, sac.critic_target)):
+            for lin, layer in zip(_linears(net), [*ours.layers, ours.head], strict=True):
+                lin.weight.copy_(layer.weight[i, j].T)
+                lin.bias.copy_(layer.bias[i, j, 0])
+    for lin, layer in zip(_linears(ref.actor.trunk), sac.actor.layers, strict=True):
+        lin.weight.copy_(layer.weight[i].T)
+        lin.bias.copy_(layer.bias[i, 0])
+    w, b = sac.actor.head.weight[i], sac.actor.head.bias[i, 0]  # [mu | log_std] side by side
+    ref.actor.fc_mean.weight.copy_(w[:, :ACT].T)
+    ref.actor.fc_mean.bias.copy_(b[:ACT])
+    ref.actor.fc_logstd.weight.copy_(w[:, ACT:].T)
+    ref.actor.fc_logstd.bias.copy_(b[ACT:])
+    ref.log_alpha.copy_(sac.log_alpha[i : i + 1])
+
+
+def _critic_as_stacked(qf1, qf2, get):
+    """The two plain critics (their weights or grads, via get) in the layout of agent i of ours."""
+    out = []
+    for l1, l2 in zip(_linears(qf1), _linears(qf2), strict=True):
+        out.append(torch.stack([get(l1.weight).T, get(l2.weight).T]))
+        out.append(torch.stack([get(l1.bias), get(l2.bias)]).unsqueeze(1))
+    return out
+
+
+def _actor_as_stacked(actor, get):
+    out = []
+    for lin in _linears(actor.trunk):
+        out += [get(lin.weight).T, get(lin.bias).unsqueeze(0)]
+    out.append(torch.cat([get(actor.fc_mean.weight), get(actor.fc_logstd.weight)]).T)
+    out.append(torch.cat([get(actor.fc_mean.bias), get(actor.fc_logstd.bias)]).unsqueeze(0))
+    return out
+
+
+def _record_grads(opt, log):
+    step = opt.step
+
+    def recording_step(grads):
+        log.append([g.clone() for g in grads])
+        step(grads)
+
+    opt.step = recording_step
+
+
+def test_plain_reference_is_the_same_sac_update_as_ours():
+    # Two stacked agents with different settings; agent 1 is compared, so the slicing is checked too.
+    configs = [Config(batch_size=16, hidden=32, seed=0),
+               Config(batch_size=16, hidden=32, seed=1, gamma=0.9, tau=0.05, init_temperature=0.3)]
+    gens = [torch.Generator().manual_seed(c.seed) for c in configs]
+    sac = SAC(configs, OBS, ACT, torch.device("cpu"), gens)
+    ref = PlainSAC(configs[1], OBS, ACT, torch.device("cpu"))
+    _load_agent(ref, sac, 1)
+    grads = {"critic": [], "actor": [], "alpha": []}
+    for name, opt in (("critic", sac.critic_opt), ("actor", sac.actor_opt), ("alpha", sac.alpha_opt)):
+        _record_grads(opt, grads[name])
+    g = torch.Generator().manual_seed(123)
+    for k in range(3):  # three updates: Adam's moments and the target's Polyak average carry over
+        batch = {"obs": torch.randn(2, 16, OBS, generator=g), "action": torch.rand(2, 16, ACT, generator=g) * 2 - 1,
+                 "reward": torch.rand(2, 16, generator=g), "next_obs": torch.randn(2, 16, OBS, generator=g),
+                 "terminated": (torch.rand(2, 16, generator=g) < 0.3).float()}
+        # Agent 1's noise for a' and a~, replayed from a copy of its generator.
+        replay = torch.Generator()
+        replay.set_state(gens[1].get_state())
+        noise = torch.randn(2, 16, ACT, generator=replay)
+        sac.update(batch)
+        critic_loss, actor_loss, _ = ref.update({key: v[1] for key, v in batch.items()}, (noise[0], noise[1]))
+        stats = sac.pop_stats()
+        assert stats["critic_loss"][1] == pytest.approx(critic_loss.item(), rel=1e-5)
+        assert stats["actor_loss"][1] == pytest.approx(actor_loss.item(), rel=1e-5, abs=1e-6)
+        # Gradients of every loss (the critic's .grad holds the critic loss alone: frozen in the actor step).
+        close = dict(rtol=1e-4, atol=1e-6)
+        for ours, theirs in zip(grads["critic"][k], _critic_as_stacked(ref.qf1, ref.qf2, lambda p: p.grad),
+                                strict=True):
+            torch.testing.assert_close(ours[1], theirs, **close)
+        for ours, theirs in zip(grads["actor"][k], _actor_as_stacked(ref.actor, lambda p: p.grad), strict=True):
+            torch.testing.assert_close(ours[1], theirs, **close)
+        torch.testing.assert_close(grads["alpha"][k][0][1:2], ref.log_alpha.grad, **close)
+        # After the step: same weights, targets and temperature.
+        for mine, theirs in ((sac.critic, _critic_as_stacked(ref.qf1, ref.qf2, lambda p: p)),
+                             (sac.critic_target, _critic_as_stacked(ref.qf1_target, ref.qf2_target, lambda p: p)),
+                             (sac.actor, _actor_as_stacked(ref.actor, lambda p: p))):
+            for p, q in zip(mine.parameters(), theirs, strict=True):
+                torch.testing.assert_close(p[1], q, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sac.log_alpha[1:2], ref.log_alpha, rtol=1e-4, atol=1e-6)
+
+
+def test_update_flops_counts_each_matmul_pass():
+    # batch 1, depth 1, obs 1, act 1, hidden 1: critic [2 -> 1 -> 1], actor [1 -> 1 -> 2].
+    # fwd: critic 2*(2+1) = 6, first 4; actor 2*(1+2) = 6, first 2.
+    # target 6 + 2*6; critic 2*6 + 2*6 + 2*(6-4); actor 6 + 2*6 + 2*6 + 6 + (6-2)
+    assert update_flops(1, 1, 1, 1, 1) == 18 + 28 + 40
+    # Doubling the batch doubles every pass; at paper size the hidden x hidden layers dominate.
+    assert update_flops(512, 256, 2, 17, 6) == 2 * update_flops(256, 256, 2, 17, 6)
+    assert 0.5e9 < update_flops(256, 256, 2, 17, 6) < 0.7e9
+
+
+def test_bench_quick_prints_every_row_and_target():
+    out = subprocess.run([sys.executable, "-m", "minimal_ofn.bench", "--quick", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "GFLOP/s" in text and "lockstep loop" in text and "env steps/s" in text
+    for name, _, _ in ROWS:
+        assert text.count(name) == 2, name  # its row of figures and its target line
+    verdicts = [line for line in text.splitlines() if line.endswith((" met", " NOT MET"))]
+    assert [line.split()[0:3] for line in verdicts] == [name.split() for name, _, _ in ROWS]
+
+
+def test_bench_bad_argument_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "minimal_ofn.bench", "--repeats", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "repeats" in out.stderr
+
+
+def test_targets_need_speedup_and_peak_fraction():
+    assert judge("paper, 1 agent", 1.5, 0.0)["met"] and not judge("paper, 1 agent", 1.49, 0.9)["met"]
+    assert judge("paper, 5 agents", 2.0, 0.6)["met"]
+    assert not judge("paper, 5 agents", 3.0, 0.59)["met"]  # fast enough, but too far from peak
+    assert not judge("paper, 5 agents", 1.9, 0.9)["met"]
+    assert not judge("tutorial, 5 agents", 2.9, 1.0)["met"] and judge("tutorial, 5 agents", 3.0, 0.0)["met"]
