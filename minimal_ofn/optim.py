@@ -36,6 +36,9 @@ class StackedOptimizer:
             return torch.as_tensor(x, dtype=torch.float32, device=device).expand(n).reshape(n, 1).clone()
 
         self.lr, self.beta1, self.beta2, self.weight_decay = map(per_agent, (lr, beta1, beta2, weight_decay))
+        # Per-agent constants, computed once: the step runs a few thousand times a second.
+        self.decay = 1 - self.lr * self.weight_decay
+        self.use_decay = bool((self.weight_decay != 0).any())
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params] if kind == "adam" else []
@@ -45,7 +48,7 @@ class StackedOptimizer:
         self.step_count += 1
         n = self.n
         if self.kind == "adam":
-            bias1 = 1 - self.beta1**self.step_count
+            step_size = self.lr / (1 - self.beta1**self.step_count)
             bias2_sqrt = (1 - self.beta2**self.step_count).sqrt()
         for i, (p, g) in enumerate(zip(self.params, grads)):
             # View every tensor as [agent, everything else] so per-agent numbers broadcast.
@@ -55,10 +58,11 @@ class StackedOptimizer:
                 p.sub_(self.lr * m)
                 continue
             v = self.v[i].view(n, -1)
-            p.mul_(1 - self.lr * self.weight_decay)
+            if self.use_decay:
+                p.mul_(self.decay)
             m.lerp_(g, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g * (1 - self.beta2), g)
-            p.sub_((self.lr / bias1) * m / (v.sqrt() / bias2_sqrt + self.eps))
+            v.lerp_(g * g, 1 - self.beta2)
+            p.addcdiv_(m * step_size, v.sqrt().div_(bias2_sqrt).add_(self.eps), value=-1.0)
 
     @torch.no_grad()
     def reset_agent(self, i: int) -> None:
