@@ -263,6 +263,10 @@ def load_metrics(out_dir) -> list[dict]:
     return _read_metrics(Path(out_dir) / "metrics.csv")
 
 
+# Bookkeeping that may change when a run is resumed; everything else must match the saved config.json.
+RESUME_MAY_CHANGE = {"device", "compile", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every"}
+
+
 def _prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
     """Return 'fresh', 'resume' or 'done' for this folder, refusing to clobber anything by accident."""
     finished, ckpt = (out / "summary.json").exists(), (out / "checkpoint.pt").exists()
@@ -271,6 +275,12 @@ def _prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
     elif resume and finished:
         return "done"
     elif resume and ckpt:
+        saved = json.loads((out / "config.json").read_text())
+        wanted = json.loads(json.dumps(cfg.to_dict()))
+        differ = [f"{k} (saved {saved.get(k)!r}, given {v!r})" for k, v in wanted.items()
+                  if k not in RESUME_MAY_CHANGE and saved.get(k, v) != v]
+        if differ:
+            raise RunError(f"cannot resume {out} with other settings: {'; '.join(differ)}")
         return "resume"
     elif finished:
         raise RunError(f"{out} already holds a finished run: pass --resume to keep it or --overwrite to replace it")
@@ -350,8 +360,12 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
 
 
 # ---- command line
-def config_from_args(args) -> Config:
-    base = cfgmod.preset(args.preset) if args.preset else Config()
+def config_from_args(args, saved: Path | None = None) -> Config:
+    """Flags over a preset over the defaults; with `saved` (a config.json), flags over that run's settings."""
+    if saved is not None and saved.exists():
+        base = Config(**json.loads(saved.read_text()))
+    else:
+        base = cfgmod.preset(args.preset) if args.preset else Config()
     changes = {k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__ and v is not None}
     return base.replace(**changes)
 
@@ -403,7 +417,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     def run():
-        cfg = config_from_args(args)
+        cfg = config_from_args(args, Path(args.out) / "config.json" if args.resume else None)
         rows = train([cfg], [args.out], resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
         last = rows[0][-1] if rows[0] else {}
         print(f"done: {args.out} at step {last.get('step')}, eval return {last.get('eval_return')}")

@@ -53,6 +53,14 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
     assert json.loads((tmp_path / "split" / "summary.json").read_text())["step"] == 240
 
 
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train(_cfg(), [tmp_path / "r"], progress=False, until=80)
+    with pytest.raises(RunError, match=r"utd \(saved 2, given 4\)"):
+        train(_cfg(utd=4), [tmp_path / "r"], resume=True, progress=False)
+    rows = train(_cfg(log_every=20), [tmp_path / "r"], resume=True, progress=False)[0]  # bookkeeping may change
+    assert rows[-1]["step"] == 240
+
+
 def test_an_agent_alone_equals_the_same_agent_in_a_stack():
     variants = [_cfg(seed=3), _cfg(seed=4, ofn=True), _cfg(seed=5, critic_dropout=0.1, critic_layer_norm=True),
                 _cfg(seed=6, critic_beta1=0.0, critic_weight_decay=0.1)]
