@@ -1,0 +1,209 @@
+"""The tutorials: every notebook runs top to bottom at a tiny size and produces what it promises.
+
+Two kinds of test:
+- static (seconds): the committed notebooks are executed, small, in order, with a `parameters` cell that names
+  every knob the slow test shrinks (papermill silently ignores unknown names, so a renamed knob would leave a
+  full-size run in the test);
+- executed (slow, ~4 minutes for all seven on 2 cores): papermill runs each notebook with tiny parameters, then
+  an injected last cell reports the result variables; the test checks their variants, columns and steps, the
+  figures, and the numbers each notebook prints. A failure names the notebook and the cell.
+"""
+
+import ast
+import json
+import math
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minimal_ofn import VARIANTS
+from minimal_ofn.train import METRICS
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
+NOTEBOOKS = sorted(p.name for p in TUTORIALS.glob("*.ipynb"))
+
+# Tiny runs: 200 random steps, 100 learning steps, 32-wide nets; logs at steps 100, 200, 300.
+SMALL = dict(seed_steps=200, steps=300, hidden=32, batch_size=32, log_every=100, eval_every=300)
+
+# Per notebook: papermill parameters, result variables with their expected variants, minimum number of
+# figures (image/png outputs), and what the printed text must contain.
+CASES = {
+    "01_sac_utd1.ipynb": dict(
+        params={**SMALL, "n_seeds": 1},
+        results={"results": ["SAC, UTD 1"]},
+        figures=2,
+    ),
+    "02_high_utd.ipynb": dict(
+        params={**SMALL, "utds": [1, 2]},
+        results={"results": ["UTD 1", "UTD 2"]},
+        figures=3,
+    ),
+    "03_momentum.ipynb": dict(
+        params={**SMALL, "utd": 2, "beta1s": [0.9, 0.0]},
+        results={"results": ["beta1=0.9", "beta1=0.0"]},
+        figures=3,
+    ),
+    "04_regularization.ipynb": dict(
+        params={**SMALL, "utd": 2},
+        results={"results": ["baseline", "dropout", "L2 penalty", "weight decay"]},
+        figures=1,
+    ),
+    "05_ofn.ipynb": dict(
+        params={**SMALL, "utd": 2},
+        results={"results": list(VARIANTS)},
+        figures=4,
+    ),
+    "06_priming_resets.ipynb": dict(
+        params={**SMALL, "priming_updates": 40, "priming_chunks": 2, "high_utd": 2, "high_utd_steps": 300,
+                "reset_every": 50},
+        results={"results_priming": ["baseline primed", "ofn primed", "baseline primed + reset", "baseline", "ofn"],
+                 "results": ["baseline", "resets", "ofn"]},
+        figures=4,
+    ),
+    "07_at_scale.ipynb": dict(
+        params={**SMALL, "utd": 2, "seeds": [0, 1], "speed_tasks": ["dmc:cheetah-run"], "probe_agents": 1,
+                "probe_steps": 2, "probe_utd": 2},
+        results={"results": ["baseline", "ofn"]},
+        figures=2,
+    ),
+}
+
+REPORT = """
+import json as _json, math as _math
+def _summary(res):
+    return {name: [{"columns": sorted(rows[-1]) if rows else [], "steps": [int(r["step"]) for r in rows],
+                    "q_rollout": [r["q_rollout"] for r in rows if _math.isfinite(r["q_rollout"])]}
+                   for rows in runs] for name, runs in res.items()}
+print("@@REPORT@@" + _json.dumps({name: _summary(globals()[name]) for name in NAMES}))
+"""
+
+
+def _parameters_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return cells
+
+
+def test_every_tutorial_has_a_case():
+    assert NOTEBOOKS == sorted(CASES), "tutorials/ and CASES disagree: add the new notebook to CASES"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.xfail(reason="issue 4 is open: the tutorials are not yet committed with outputs from a run at their "
+                          "defaults; remove this mark once they are", strict=False)
+def test_committed_notebook(name):
+    """Kernel python3; one parameters cell naming every knob the tests shrink; executed in order; small file."""
+    path = TUTORIALS / name
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3", f"{name}: kernelspec must be python3"
+    cells = _parameters_cell(nb)
+    assert len(cells) == 1, f"{name}: needs exactly one cell tagged 'parameters', found {len(cells)}"
+    assigned = {t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    missing = set(CASES[name]["params"]) - assigned
+    assert not missing, f"{name}: the parameters cell does not define {sorted(missing)}"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"{name}: not executed top to bottom in a fresh kernel: {counts}"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"], f"{name}: committed with an error output"
+    pngs = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert pngs >= CASES[name]["figures"], f"{name}: committed with {pngs} figures"
+    assert path.stat().st_size < 1_000_000, f"{name}: {path.stat().st_size / 1e6:.1f} MB, keep it under 1 MB"
+
+
+def _execute(name, tmp_path):
+    """Run the notebook with the small parameters plus the report cell; return (executed nb, stdout text)."""
+    import papermill as pm
+
+    case = CASES[name]
+    nb = nbformat.read(TUTORIALS / name, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(f"NAMES = {list(case['results'])!r}\n" + REPORT))
+    source = tmp_path / name
+    nbformat.write(nb, source)
+    try:
+        out = pm.execute_notebook(str(source), str(tmp_path / f"out_{name}"), parameters=case["params"],
+                                  kernel_name="python3", cwd=str(tmp_path), execution_timeout=240,
+                                  progress_bar=False)
+    except pm.PapermillExecutionError as err:
+        first = err.source.strip().splitlines()[0] if err.source.strip() else ""
+        pytest.fail(f"{name}: cell {err.cell_index} (In [{err.exec_count}], starting {first!r}) raised "
+                    f"{err.ename}: {err.evalue}", pytrace=False)
+    text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs
+                   if o.output_type == "stream" and o.name == "stdout")
+    return out, text
+
+
+# A row of the overestimation table (after the variant name): peak Q, its step, MC return, soft MC return, limit,
+# final return, then "k of n logged steps".
+ROW = r"-?[\d.]+ +\d+ +-?[\d.]+ +-?[\d.]+ +[\d.]+ +-?[\d.]+ +\d+ of \d+ logged steps"
+
+
+def _check_numbers(name, text, tmp_path):
+    """Notebook-specific: the numbers each notebook prints mean what the notebook says they mean."""
+    if name != "01_sac_utd1.ipynb":
+        assert "Q > limit at" in text, f"{name}: no overestimation table printed"
+    if name == "01_sac_utd1.ipynb":
+        alpha = re.search(r"temperature alpha: ([\d.]+) at step \d+\s+->\s+([\d.]+)", text)
+        assert alpha, "01: no temperature line printed"
+        # The fresh policy's entropy is far above the target -|A|/2, so the temperature must fall.
+        assert float(alpha.group(2)) < float(alpha.group(1)) == 1.0, f"01: temperature {alpha.groups()}"
+        assert "tensor([[4.1680, 1.0000]])" in text, "01: the hand-checked soft target is wrong"
+    elif name == "02_high_utd.ipynb":
+        for utd in (1, 2):
+            assert re.search(rf"^UTD {utd} +{ROW}", text, re.M), f"02: no overestimation row for UTD {utd}"
+    elif name == "03_momentum.ipynb":
+        turns = dict(re.findall(r"beta1 = ([\d.]+): gradient flips at step 50; the weight keeps falling until step (\d+)",
+                                text))
+        assert turns.keys() == {"0.9", "0.0"}, f"03: toy lines missing: {turns}"
+        # Without momentum Adam turns the moment the gradient does; with momentum it overshoots.
+        assert int(turns["0.0"]) == 49 < int(turns["0.9"]), f"03: turning points {turns}"
+        assert re.search(r"^beta1=0\.0: peak Q [\d.]+ is \d+% of beta1=0\.9's \([\d.]+\): (lower|not lower) in this run",
+                         text, re.M), "03: no verdict line"
+    elif name == "04_regularization.ipynb":
+        for variant in ("dropout", "L2 penalty", "weight decay"):
+            assert re.search(rf"^{variant} +peak Q is +[\d.]+% of the baseline's", text, re.M), f"04: no line for {variant}"
+    elif name == "05_ofn.ipynb":
+        rows = re.findall(r"input x +(\d+): max \|Q\| plain +([\d.]+) +with OFN ([\d.]+) +\(bound \|\|w\|\| \+ \|b\| = ([\d.]+)\)",
+                          text)
+        assert len(rows) == 5, f"05: bound check printed {len(rows)} rows"
+        for scale, plain, normed, bound in rows:
+            assert float(normed) <= float(bound) + 1e-6, f"05: OFN critic broke its bound at scale {scale}"
+        assert float(rows[-1][1]) > 10 * float(rows[-1][3]), "05: the plain critic should grow far past the bound"
+        for variant in VARIANTS:
+            assert re.search(rf"^{re.escape(variant)} +{ROW}", text, re.M), f"05: no overestimation row for {variant}"
+    elif name == "06_priming_resets.ipynb":
+        for variant in ("baseline primed", "ofn primed"):
+            assert re.search(rf"^{variant} +Q at the policy's actions after 20 updates: +[-\d.]+;  after 40:", text,
+                             re.M), f"06: no priming line for {variant}"
+        assert "re-initialized after updates [50, 100, 150, 200]" in text, "06: reset schedule"
+    elif name == "07_at_scale.ipynb":
+        assert "exit status 0" in text, "07: the command line run failed"
+        assert (tmp_path / "runs/07_at_scale/figure_utd2.png").exists(), "07: the command line wrote no figure"
+        assert re.search(r"dmc:cheetah-run +[\d.]+ +[\d.]+ +[\d.]+ hours", text), "07: no speed line"
+        for variant in ("baseline", "ofn"):
+            assert re.search(rf"^  {variant} +per seed \[[-\d., ]+\] +IQM +[-\d.]+", text, re.M), f"07: no IQM for {variant}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_tutorial_runs_small(name, tmp_path):
+    case = CASES[name]
+    out, text = _execute(name, tmp_path)
+    pngs = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    assert pngs >= case["figures"], f"{name}: {pngs} figures drawn, expected at least {case['figures']}"
+    report = [line for line in text.splitlines() if line.startswith("@@REPORT@@")]
+    assert report, f"{name}: the report cell printed nothing"
+    report = json.loads(report[-1][len("@@REPORT@@"):])
+    steps = case["params"].get("high_utd_steps", case["params"]["steps"])
+    for var, variants in case["results"].items():
+        assert list(report[var]) == variants, f"{name}: {var} holds {list(report[var])}, expected {variants}"
+        for variant, seeds in report[var].items():
+            for run in seeds:
+                assert set(METRICS) <= set(run["columns"]), f"{name}: {var}[{variant!r}] lacks columns"
+                assert run["steps"][-1] == (steps if var == "results" else case["params"]["steps"]), \
+                    f"{name}: {var}[{variant!r}] ended at step {run['steps'][-1]}"
+                assert run["q_rollout"] and all(map(math.isfinite, run["q_rollout"])), \
+                    f"{name}: {var}[{variant!r}] has no finite Monte Carlo check"
+    _check_numbers(name, text, tmp_path)
