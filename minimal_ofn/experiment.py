@@ -339,7 +339,9 @@ def _run_main(argv):
 
     def run():
         set_threads(args.threads)
-        utds, args.utd, args.seed = args.utd, None, None
+        if args.seed is not None:
+            raise RunError("experiments take --seeds (one or more), not --seed")
+        utds, args.utd = args.utd, None
         base = config_from_args(args)
         variants = {v: variant_changes(v, args.reset_every, args.priming_updates) for v in args.variants}
         for u in utds:  # check the whole grid before running any of it
