@@ -90,8 +90,6 @@ def test_every_tutorial_has_a_case():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-@pytest.mark.xfail(reason="issue 4 is open: the tutorials are not yet committed with outputs from a run at their "
-                          "defaults; remove this mark once they are", strict=False)
 def test_committed_notebook(name):
     """Kernel python3; one parameters cell naming every knob the tests shrink; executed in order; small file."""
     path = TUTORIALS / name
