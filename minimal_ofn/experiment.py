@@ -286,17 +286,19 @@ def run_story(out="docs/story", seeds=(0, 1, 2), steps=4_000, seed_steps=1_000, 
     fig.savefig(out / "story_priming.png", dpi=120)
     plt.close(fig)
 
-    def seconds(*keys):  # training wall time of a stack: its agents share it, checkpoint resumes included
-        return max(rows[-1]["wall_time"] for k in keys for rows in results[k] if rows)
+    def seconds(*keys):  # training wall time per seed: its stack's, shared by the agents trained together with it
+        per_seed = [max(results[k][i][-1]["wall_time"] for k in keys if results[k][i]) for i in range(len(seeds))]
+        return " / ".join(f"{t:.0f}" for t in per_seed) + " s"
 
     command = command or f"run_story(out={str(out)!r}, seeds={list(seeds)}, steps={steps}, seed_steps={seed_steps}, " \
                          f"utd={utd}, priming_updates={priming_updates})"
     lines = [f"# The story, measured ({command})", "",
              f"dmc:cheetah-run, tutorial preset (batch 128, 2x128), {steps} env steps of which {seed_steps} random, "
              f"seeds {list(seeds)}; UTD {utd} unless named; priming = {priming_updates} updates on the random "
-             f"transitions, then UTD 1. Training wall time per stack: UTD {utd} ({len(names) * len(seeds)} agents) "
-             f"{seconds(*names):.0f} s, UTD 1 {seconds('baseline utd1', 'ofn utd1'):.0f} s, primed "
-             f"{seconds('baseline primed', 'ofn primed'):.0f} s (the CPU was shared with other work). "
+             f"transitions, then UTD 1. Training wall time of the stack each seed ran in (seeds "
+             f"{' / '.join(map(str, seeds))}; seeds run in one call share a stack): UTD {utd} ({len(names)} variants) {seconds(*names)}, UTD 1 "
+             f"{seconds('baseline utd1', 'ofn utd1')}, primed {seconds('baseline primed', 'ofn primed')} (the CPU "
+             "was shared with other work). "
              "Peak Q in the table is the critic's raw soft Q (entropy bonus included).", "",
              "```", summary_table(results), "```", "",
              f"Criteria: blow-up = seed-mean Q_adj > {BLOWUP_RATIO:g}x MC return and > max_reward/(1-gamma); "
