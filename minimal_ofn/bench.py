@@ -1,6 +1,7 @@
 """How fast is one SAC update? Our stacked SAC against SAC written the usual way.
 
     python -m minimal_ofn.bench [--threads T] [--repeats R] [--quick] [--json] [--device D] [--no-loop]
+                                [--default-malloc]
 
 Every row times the FULL update (critic, actor, temperature, Polyak) on
 cheetah-run shapes (obs 17, act 6), for our `minimal_ofn.sac.SAC` and, in the
@@ -39,7 +40,7 @@ from torch import nn
 from .config import preset
 from .networks import LOG_STD_MAX, LOG_STD_MIN
 from .sac import SAC
-from .train import Lockstep, Parser, RunError, cli
+from .train import Lockstep, Parser, RunError, cli, keep_freed_memory
 
 OBS_DIM, ACT_DIM = 17, 6  # dmc:cheetah-run
 ROWS = [  # name, preset (batch, hidden), agents in lockstep
@@ -211,6 +212,45 @@ def matmul_peak(size, repeats, device) -> float:
     return 2 * size**3 / best
 
 
+def update_matmuls(batch, hidden, depth, obs_dim, act_dim, n) -> list:
+    """Every matrix product of one stacked update of n agents, as (stack, m, k, n_out): [S, m, k] @ [S, k, n_out].
+
+    The same products update_flops counts (twin critics: stack 2n, actor: stack n), in update order."""
+    critic, actor = [obs_dim + act_dim] + [hidden] * depth + [1], [obs_dim] + [hidden] * depth + [2 * act_dim]
+
+    def fwd(dims, s):
+        return [(s, batch, i, o) for i, o in zip(dims[:-1], dims[1:])]
+
+    def weight_grads(dims, s):
+        return [(s, i, batch, o) for i, o in zip(dims[:-1], dims[1:])]
+
+    def input_grads(dims, s, first=True):
+        return [(s, batch, o, i) for i, o in list(zip(dims[:-1], dims[1:]))[::-1][: None if first else -1]]
+
+    q, pi = (critic, 2 * n), (actor, n)
+    return (fwd(*pi) + fwd(*q)  # target
+            + fwd(*q) + weight_grads(*q) + input_grads(*q, first=False)  # critic
+            + fwd(*pi) + fwd(*q) + input_grads(*q) + weight_grads(*pi) + input_grads(*pi, first=False))  # actor
+
+
+def matmul_floor(batch, hidden, depth, n, device, repeats) -> float:
+    """Seconds for the update's matrix products alone, back to back, operands preallocated (one set per product).
+
+    No update of these shapes can be faster with these kernels: everything else (activations, losses,
+    Adam, Polyak, python) comes on top."""
+    shapes = update_matmuls(batch, hidden, depth, OBS_DIM, ACT_DIM, n)
+    operands = [(torch.randn(s, m, k, device=device), torch.randn(s, k, o, device=device),
+                 torch.empty(s, m, o, device=device)) for s, m, k, o in shapes]
+
+    def products():
+        for a, b, out in operands:
+            torch.bmm(a, b, out=out)
+
+    _seconds_per_call(products, 5, device)
+    iters = max(2, round(0.2 / _seconds_per_call(products, 3, device)))
+    return statistics.median(_seconds_per_call(products, iters, device) for _ in range(repeats))
+
+
 def measure_row(preset_name, n, device, repeats, block_seconds, warmup) -> dict:
     """Median seconds per lockstep update of n agents: ours (one stacked SAC) and the reference (n PlainSACs).
 
@@ -241,7 +281,7 @@ def measure_row(preset_name, n, device, repeats, block_seconds, warmup) -> dict:
     return {"agents": n, "batch": c.batch_size, "hidden": c.hidden, "depth": c.depth,
             "flops_per_agent_update": update_flops(c.batch_size, c.hidden, c.depth, OBS_DIM, ACT_DIM),
             "ours_s": statistics.median(times["ours"]), "ref_s": statistics.median(times["ref"]),
-            "iters": iters}
+            "matmul_s": matmul_floor(c.batch_size, c.hidden, c.depth, n, device, repeats), "iters": iters}
 
 
 def lockstep_loop(device, updates, seed_steps, max_seconds=20.0) -> dict:
@@ -280,13 +320,15 @@ def judge(name, speedup, peak_fraction) -> dict:
     return {"min_speedup": min_speedup, "min_peak_fraction": min_fraction, "met": met}
 
 
-def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True) -> dict:
+def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, default_malloc=False) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if threads is not None:
         torch.set_num_threads(threads)
+    # The training loop does this on CPU (train.keep_freed_memory); in one process it serves ours and the reference alike.
+    kept = False if default_malloc or device.type != "cpu" else keep_freed_memory()
     size = 1024 if quick else 2048 if device.type == "cpu" else 8192
     result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu_count": os.cpu_count(), "load_before": _load(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "cpu_count": os.cpu_count(), "load_before": _load(), "keep_freed_memory": kept, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "quick": quick, "repeats": repeats,
               "peak_matmul_size": size, "peak_flops": matmul_peak(size, 3 if quick else 5, device), "rows": {}}
     for name, preset_name, n in ROWS:
@@ -297,6 +339,8 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True) -> d
         row["speedup"] = row["ref_s"] / row["ours_s"]
         row["ours_peak_fraction"] = row["flops_per_agent_update"] * n / row["ours_s"] / result["peak_flops"]
         row["ref_peak_fraction"] = row["flops_per_agent_update"] * n / row["ref_s"] / result["peak_flops"]
+        row["matmul_ms_per_agent_update"] = 1e3 * row["matmul_s"] / n
+        row["matmul_peak_fraction"] = row["flops_per_agent_update"] * n / row["matmul_s"] / result["peak_flops"]
         row["target"] = judge(name, row["speedup"], row["ours_peak_fraction"])
         result["rows"][name] = row
     if loop:
@@ -328,6 +372,8 @@ def format_table(r: dict) -> str:
              + (" [--quick: too few iterations for real figures]" if r["quick"] else ""),
              f"CPU load average (1 min) before / after: {_fmt(r.get('load_before'))} / {_fmt(r.get('load_after'))} "
              f"on {r.get('cpu_count')} cores (other processes running share the cores and slow every figure)",
+             f"malloc keeps freed memory (train.keep_freed_memory, for ours and the reference): "
+             f"{'yes' if r.get('keep_freed_memory') else 'no'}",
              *_busy_warning(r),
              f"float32 matmul peak ({r['peak_matmul_size']}^2, best of runs): {r['peak_flops'] / 1e9:.1f} GFLOP/s", "",
              f"{'row':<20} {'batch':>5} {'hidden':>6} {'MFLOP/agent-upd':>15} | {'ours upd/s':>10} "
@@ -340,7 +386,13 @@ def format_table(r: dict) -> str:
                      f"{w['ref_ms_per_agent_update']:>12.2f} {100 * w['ref_peak_fraction']:>5.1f}% | "
                      f"{w['speedup']:>6.2f}x")
     lines += ["", "(upd/s: lockstep updates of all the row's agents per second; ref = plain CleanRL-style SAC, "
-                  "its agents updated one after another; speedup = ref / ours per agent-update)", "", "targets:"]
+                  "its agents updated one after another; speedup = ref / ours per agent-update)", "",
+              "the update's matrix products alone (bench.update_matmuls: its bmm shapes back to back, operands "
+              "preallocated; a floor that no update of these shapes beats with these kernels):"]
+    for name, w in r["rows"].items():
+        lines.append(f"  {name:<20} {w['matmul_ms_per_agent_update']:>6.2f} ms/agent-upd {100 * w['matmul_peak_fraction']:>5.1f}% "
+                     f"of peak; ours spends {100 * (1 - w['matmul_s'] / w['ours_s']):.0f}% of its update outside them")
+    lines += ["", "targets:"]
     for name, w in r["rows"].items():
         t = w["target"]
         want = f"speedup >= {t['min_speedup']:g}x" + (
@@ -365,6 +417,8 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-loop", action="store_true", help="skip the end-to-end lockstep loop")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is, to see what train.keep_freed_memory() buys")
     args = parser.parse_args(argv)
 
     def run():
@@ -377,7 +431,8 @@ def main(argv=None):
             raise RunError(f"--device must be cpu or cuda, got {args.device!r}")
         if args.device == "cuda" and not torch.cuda.is_available():
             raise RunError("--device cuda, but torch sees no CUDA device")
-        result = run_bench(args.threads, repeats, args.quick, args.device, loop=not args.no_loop)
+        result = run_bench(args.threads, repeats, args.quick, args.device, loop=not args.no_loop,
+                           default_malloc=args.default_malloc)
         print(json.dumps(result, indent=2) if args.json else format_table(result))
 
     cli(run)

@@ -1,4 +1,4 @@
-"""The paper's central measurement in about two minutes on a 2-core CPU: the critic's Q against the Monte Carlo
+"""The paper's central measurement in about a minute and a half on a 2-core CPU: the critic's Q against the Monte Carlo
 return its policy actually earns, for SAC (baseline), SAC without Adam's momentum (beta1=0) and SAC with OFN, at UTD 32.
 
     python -m minimal_ofn.demo                 # baseline, beta1=0, ofn at UTD 32 on dmc:cheetah-run

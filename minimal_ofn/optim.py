@@ -38,6 +38,7 @@ class StackedOptimizer:
         self.lr, self.beta1, self.beta2, self.weight_decay = map(per_agent, (lr, beta1, beta2, weight_decay))
         # Per-agent constants, computed once: the step runs a few thousand times a second.
         self.decay = 1 - self.lr * self.weight_decay
+        self.one_minus_beta1, self.one_minus_beta2 = 1 - self.beta1, 1 - self.beta2
         self.use_decay = bool((self.weight_decay != 0).any())
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
@@ -60,8 +61,8 @@ class StackedOptimizer:
             v = self.v[i].view(n, -1)
             if self.use_decay:
                 p.mul_(self.decay)
-            m.lerp_(g, 1 - self.beta1)
-            v.lerp_(g * g, 1 - self.beta2)
+            m.lerp_(g, self.one_minus_beta1)
+            v.lerp_(g * g, self.one_minus_beta2)
             p.addcdiv_(m * step_size, v.sqrt().div_(bias2_sqrt).add_(self.eps), value=-1.0)
 
     @torch.no_grad()

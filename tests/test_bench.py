@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from minimal_ofn import bench
 from minimal_ofn.bench import ROWS, PlainSAC, judge, update_flops
 from minimal_ofn.config import Config
 from minimal_ofn.sac import SAC
@@ -123,8 +124,9 @@ def test_bench_quick_prints_every_row_and_target():
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "GFLOP/s" in text and "lockstep loop" in text and "env steps/s" in text
+    assert text.count("% of peak; ours spends") == len(ROWS)
     for name, _, _ in ROWS:
-        assert text.count(name) == 2, name  # its row of figures and its target line
+        assert text.count(name) == 3, name  # its row of figures, its matmul floor and its target line
     verdicts = [line for line in text.splitlines() if line.endswith((" met", " NOT MET"))]
     assert [line.split()[0:3] for line in verdicts] == [name.split() for name, _, _ in ROWS]
 
@@ -142,3 +144,13 @@ def test_targets_need_speedup_and_peak_fraction():
     assert not judge("paper, 5 agents", 3.0, 0.59)["met"]  # fast enough, but too far from peak
     assert not judge("paper, 5 agents", 1.9, 0.9)["met"]
     assert not judge("tutorial, 5 agents", 2.9, 1.0)["met"] and judge("tutorial, 5 agents", 3.0, 0.0)["met"]
+
+
+@pytest.mark.parametrize("batch,hidden,depth,n", [(256, 256, 2, 1), (128, 128, 2, 5), (64, 32, 3, 2)])
+def test_matmul_floor_times_exactly_the_products_the_flop_count_counts(batch, hidden, depth, n):
+    shapes = bench.update_matmuls(batch, hidden, depth, bench.OBS_DIM, bench.ACT_DIM, n)
+    assert sum(2 * s * m * k * o for s, m, k, o in shapes) == n * bench.update_flops(
+        batch, hidden, depth, bench.OBS_DIM, bench.ACT_DIM)
+    # 3 per critic layer pass of the twins' backward, and so on: as many products as the update runs (sac.py)
+    layers = depth + 1
+    assert len(shapes) == 2 * layers + (3 * layers - 1) + (3 * layers + layers + layers - 1)

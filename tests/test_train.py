@@ -175,3 +175,22 @@ def test_presets_are_valid_and_sized():
     assert tut.hidden < paper.hidden and tut.steps < paper.steps
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
+
+
+def test_keep_freed_memory_stops_the_page_faults_of_every_update():
+    """glibc by default unmaps big freed blocks, so each update's activations page-fault back in (hundreds a time)."""
+    resource = pytest.importorskip("resource")
+    from minimal_ofn.bench import random_batch
+    from minimal_ofn.sac import SAC
+
+    if not train_mod.keep_freed_memory():
+        pytest.skip("malloc is not glibc's here")
+    sac = SAC([preset("paper")], 17, 6, torch.device("cpu"), [torch.Generator().manual_seed(0)])
+    batch = random_batch(1, 256, torch.device("cpu"))
+    for _ in range(5):
+        sac.update(batch)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        sac.update(batch)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+    assert faults < 50, f"{faults:.0f} minor page faults per paper-size update: freed memory goes back to the OS"
