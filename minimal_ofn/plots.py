@@ -49,6 +49,8 @@ def _new_axes(ax):
 
 def _band(ax, runs, metric, label, **line):
     steps, mean, low, high = seed_curve(runs, metric)
+    if len(steps) <= 3:  # a line needs two points: mark sparse series (e.g. one final evaluation)
+        line = {"marker": "o", **line}
     (drawn,) = ax.plot(steps, mean, label=label, **line)
     if len(runs) > 1:
         ax.fill_between(steps, low, high, color=drawn.get_color(), alpha=0.2, linewidth=0)

@@ -1,4 +1,4 @@
-"""The one-minute demo: runs end to end, writes its figure, explains what it measured, rejects bad input."""
+"""The demo: runs end to end, writes its figure, explains what it measured, rejects bad input."""
 
 import math
 
@@ -56,6 +56,7 @@ def test_the_explanation_follows_the_numbers():
     (["--utd", "0", "--steps", "1010"], "utd must be"),
     (["--utd", "x"], "invalid int value"),
     (["--threads", "0", "--steps", "1010"], "--threads must be >= 1"),
+    (["--hidden", "0", "--steps", "1010"], "must be positive"),
 ])
 def test_bad_input_is_one_line(argv, match, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:

@@ -172,6 +172,16 @@ def test_plot_metric_labels_scale_and_one_band_per_variant_with_several_seeds():
     assert np.allclose(ax.get_lines()[0].get_ydata(), 15)
 
 
+def test_a_series_of_one_evaluation_is_drawn_as_a_marker_and_a_long_one_as_a_plain_line():
+    fig, ax = plt.subplots()
+    once = rows(q=1.0, ret=math.nan)
+    once[-1]["eval_return"] = 7.0  # evaluated at the last step only
+    plots.plot_metric({"once": [once], "always": [rows(q=1.0, ret=3.0)]}, "eval_return", ax=ax)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["once"].get_marker() == "o" and list(lines["once"].get_ydata()) == [7.0]
+    assert lines["always"].get_marker() in ("None", None, "")
+
+
 def test_story_figure_has_the_four_panels_and_saves(tmp_path):
     path = tmp_path / "f.png"
     fig = plots.story_figure({"baseline": [rows(q=100.0)], "ofn": [rows(q=6.0)]}, path)
