@@ -72,7 +72,7 @@ def keep_freed_memory() -> bool:
     By default glibc hands every block above its mmap threshold back to the kernel
     when it is freed, so each update's [N, 2, B, H] activations come back as fresh
     pages: at paper size and five agents that is about 2,100 page faults per update,
-    about 15% of its time (measured with resource.getrusage; python -m minimal_ofn.bench).
+    7-15% of its time (faults counted with resource.getrusage; time with python -m minimal_ofn.bench).
     Process-wide, only where glibc is the allocator; returns whether it took effect."""
     path = ctypes.util.find_library("c")
     libc = ctypes.CDLL(path) if path else None
