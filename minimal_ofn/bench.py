@@ -70,17 +70,28 @@ def update_flops(batch: int, hidden: int, depth: int, obs_dim: int, act_dim: int
                         +  fwd(actor) (weight grads)  +  fwd(actor) - first(actor) (input grads)
         temperature, Polyak: no matrix products
     """
-    def fwd(dims):
-        return sum(2 * batch * i * o for i, o in zip(dims[:-1], dims[1:]))
+    return sum(2 * s * m * k * o for s, m, k, o in update_matmuls(batch, hidden, depth, obs_dim, act_dim, 1))
 
-    critic = [obs_dim + act_dim] + [hidden] * depth + [1]
-    actor = [obs_dim] + [hidden] * depth + [2 * act_dim]
-    q, pi = fwd(critic), fwd(actor)
-    q_first, pi_first = fwd(critic[:2]), fwd(actor[:2])
-    target = pi + 2 * q
-    critic_step = 2 * q + 2 * q + 2 * (q - q_first)
-    actor_step = pi + 2 * q + 2 * q + pi + (pi - pi_first)
-    return target + critic_step + actor_step
+
+def update_matmuls(batch, hidden, depth, obs_dim, act_dim, n) -> list:
+    """Every matrix product of one stacked update of n agents, as (stack, m, k, n_out): [S, m, k] @ [S, k, n_out].
+
+    The passes update_flops describes (twin critics: stack 2n, actor: stack n), in update order."""
+    critic, actor = [obs_dim + act_dim] + [hidden] * depth + [1], [obs_dim] + [hidden] * depth + [2 * act_dim]
+
+    def fwd(dims, s):
+        return [(s, batch, i, o) for i, o in zip(dims[:-1], dims[1:])]
+
+    def weight_grads(dims, s):
+        return [(s, i, batch, o) for i, o in zip(dims[:-1], dims[1:])]
+
+    def input_grads(dims, s, first=True):
+        return [(s, batch, o, i) for i, o in list(zip(dims[:-1], dims[1:]))[::-1][: None if first else -1]]
+
+    q, pi = (critic, 2 * n), (actor, n)
+    return (fwd(*pi) + fwd(*q)  # target
+            + fwd(*q) + weight_grads(*q) + input_grads(*q, first=False)  # critic
+            + fwd(*pi) + fwd(*q) + input_grads(*q) + weight_grads(*pi) + input_grads(*pi, first=False))  # actor
 
 
 # ---- the plain reference (CleanRL's sac_continuous_action.py, same algorithm as sac.py)
@@ -212,27 +223,6 @@ def matmul_peak(size, repeats, device) -> float:
     return 2 * size**3 / best
 
 
-def update_matmuls(batch, hidden, depth, obs_dim, act_dim, n) -> list:
-    """Every matrix product of one stacked update of n agents, as (stack, m, k, n_out): [S, m, k] @ [S, k, n_out].
-
-    The same products update_flops counts (twin critics: stack 2n, actor: stack n), in update order."""
-    critic, actor = [obs_dim + act_dim] + [hidden] * depth + [1], [obs_dim] + [hidden] * depth + [2 * act_dim]
-
-    def fwd(dims, s):
-        return [(s, batch, i, o) for i, o in zip(dims[:-1], dims[1:])]
-
-    def weight_grads(dims, s):
-        return [(s, i, batch, o) for i, o in zip(dims[:-1], dims[1:])]
-
-    def input_grads(dims, s, first=True):
-        return [(s, batch, o, i) for i, o in list(zip(dims[:-1], dims[1:]))[::-1][: None if first else -1]]
-
-    q, pi = (critic, 2 * n), (actor, n)
-    return (fwd(*pi) + fwd(*q)  # target
-            + fwd(*q) + weight_grads(*q) + input_grads(*q, first=False)  # critic
-            + fwd(*pi) + fwd(*q) + input_grads(*q) + weight_grads(*pi) + input_grads(*pi, first=False))  # actor
-
-
 def matmul_floor(batch, hidden, depth, n, device, repeats) -> float:
     """Seconds for the update's matrix products alone, back to back, operands preallocated (one set per product).
 
@@ -324,11 +314,12 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if threads is not None:
         torch.set_num_threads(threads)
-    # The training loop does this on CPU (train.keep_freed_memory); in one process it serves ours and the reference alike.
+    # The training loop does this on CPU (train.keep_freed_memory); in one process it serves ours and the reference.
     kept = False if default_malloc or device.type != "cpu" else keep_freed_memory()
     size = 1024 if quick else 2048 if device.type == "cpu" else 8192
     result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu_count": os.cpu_count(), "load_before": _load(), "keep_freed_memory": kept, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "cpu_count": os.cpu_count(), "load_before": _load(), "keep_freed_memory": kept,
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "quick": quick, "repeats": repeats,
               "peak_matmul_size": size, "peak_flops": matmul_peak(size, 3 if quick else 5, device), "rows": {}}
     for name, preset_name, n in ROWS:
@@ -390,8 +381,9 @@ def format_table(r: dict) -> str:
               "the update's matrix products alone (bench.update_matmuls: its bmm shapes back to back, operands "
               "preallocated; a floor that no update of these shapes beats with these kernels):"]
     for name, w in r["rows"].items():
-        lines.append(f"  {name:<20} {w['matmul_ms_per_agent_update']:>6.2f} ms/agent-upd {100 * w['matmul_peak_fraction']:>5.1f}% "
-                     f"of peak; ours spends {100 * (1 - w['matmul_s'] / w['ours_s']):.0f}% of its update outside them")
+        lines.append(f"  {name:<20} {w['matmul_ms_per_agent_update']:>6.2f} ms/agent-upd "
+                     f"{100 * w['matmul_peak_fraction']:>5.1f}% of peak; ours spends "
+                     f"{100 * (1 - w['matmul_s'] / w['ours_s']):.0f}% of its update outside them")
     lines += ["", "targets:"]
     for name, w in r["rows"].items():
         t = w["target"]

@@ -296,7 +296,8 @@ def run_story(out="docs/story", seeds=(0, 1, 2), steps=4_000, seed_steps=1_000, 
              f"dmc:cheetah-run, tutorial preset (batch 128, 2x128), {steps} env steps of which {seed_steps} random, "
              f"seeds {list(seeds)}; UTD {utd} unless named; priming = {priming_updates} updates on the random "
              f"transitions, then UTD 1. Training wall time of the stack each seed ran in (seeds "
-             f"{' / '.join(map(str, seeds))}; seeds run in one call share a stack): UTD {utd} ({len(names)} variants) {seconds(*names)}, UTD 1 "
+             f"{' / '.join(map(str, seeds))}; seeds run in one call share a stack): UTD {utd} ({len(names)} variants) "
+             f"{seconds(*names)}, UTD 1 "
              f"{seconds('baseline utd1', 'ofn utd1')}, primed {seconds('baseline primed', 'ofn primed')} (the CPU "
              "was shared with other work). "
              "Peak Q in the table is the critic's raw soft Q (entropy bonus included).", "",
