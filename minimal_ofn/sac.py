@@ -118,11 +118,13 @@ class SAC:
         a_new, logp = self.actor(s, noise[:, 1])
         q_new = self.critic(s, a_new, self.critic.dropout_masks(self.batch_size, self.generators), detach=True)
         actor_loss = (alpha * logp - q_new.min(dim=1).values).mean(-1)  # [N]
-        self.actor_opt.step(torch.autograd.grad(actor_loss.sum(), self.actor_opt.params))
 
-        # --- temperature
-        alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy.unsqueeze(1)).mean(-1)).sum()
-        self.alpha_opt.step(torch.autograd.grad(alpha_loss, [self.log_alpha]))
+        # --- temperature, on the same a~ (log pi detached: L_alpha moves only alpha); one backward for both losses
+        alpha_loss = self.log_alpha.exp() * (-logp.detach() - self.target_entropy.unsqueeze(1)).mean(-1)  # [N]
+        *actor_grads, alpha_grad = torch.autograd.grad((actor_loss + alpha_loss).sum(),
+                                                       [*self.actor_opt.params, self.log_alpha])
+        self.actor_opt.step(actor_grads)
+        self.alpha_opt.step([alpha_grad])
 
         # --- target critic
         polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.tau)

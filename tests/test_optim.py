@@ -52,3 +52,25 @@ def test_beta1_zero_leaves_first_moment_equal_to_last_gradient():
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="unknown optimizer"):
         StackedOptimizer([torch.zeros(1, 2)], 1, lr=1.0, beta1=0.0, kind="rmsprop")
+
+
+def test_fused_step_equals_the_written_out_step_across_groups_and_a_reset():
+    """Agents 0 and 2 share hyperparameters (one kernel call), agent 1 has its own; agent 2 is reset mid-way,
+    so its step count (and bias correction) restarts while agent 0's does not."""
+    torch.manual_seed(0)
+    shapes = [(3, 2, 4, 5), (3, 1, 5)]
+    fused_params = [torch.randn(*s) for s in shapes]
+    plain_params = [p.clone() for p in fused_params]
+    kw = dict(lr=[1e-2, 3e-3, 1e-2], beta1=[0.9, 0.0, 0.9], weight_decay=[0.1, 0.0, 0.1])
+    fused, plain = StackedOptimizer(fused_params, 3, **kw), StackedOptimizer(plain_params, 3, **kw)
+    assert len(fused.groups) == 2
+    for step in range(6):
+        if step == 3:
+            fused.reset_agent(2)
+            plain.reset_agent(2)
+        grads = [torch.randn(*s) for s in shapes]
+        fused.step(grads)
+        plain.step_reference(grads)
+    assert fused.step_count.flatten().tolist() == [6, 6, 3]
+    for a, b in zip(fused_params + fused.m + fused.v, plain_params + plain.m + plain.v):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
