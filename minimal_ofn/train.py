@@ -292,16 +292,16 @@ def _prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
     finished, ckpt = (out / "summary.json").exists(), (out / "checkpoint.pt").exists()
     if overwrite and out.exists():
         shutil.rmtree(out)
-    elif resume and finished:
-        return "done"
-    elif resume and ckpt:
+    elif resume and (finished or ckpt):
+        # A finished run is checked too: its saved metrics are returned as the answer to this config.
         saved = json.loads((out / "config.json").read_text())
         wanted = json.loads(json.dumps(cfg.to_dict()))
         differ = [f"{k} (saved {saved.get(k)!r}, given {v!r})" for k, v in wanted.items()
                   if k not in RESUME_MAY_CHANGE and saved.get(k, v) != v]
         if differ:
-            raise RunError(f"cannot resume {out} with other settings: {'; '.join(differ)}")
-        return "resume"
+            raise RunError(f"cannot resume {'the finished run in ' if finished else ''}{out} with other settings: "
+                           f"{'; '.join(differ)}")
+        return "done" if finished else "resume"
     elif finished:
         raise RunError(f"{out} already holds a finished run: pass --resume to keep it or --overwrite to replace it")
     elif ckpt:

@@ -59,6 +59,11 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         train(_cfg(utd=4), [tmp_path / "r"], resume=True, progress=False)
     rows = train(_cfg(log_every=20), [tmp_path / "r"], resume=True, progress=False)[0]  # bookkeeping may change
     assert rows[-1]["step"] == 240
+    # Finished now: resuming returns its metrics, but only for the settings it was run with.
+    with pytest.raises(RunError, match=r"finished run in .* steps \(saved 240, given 480\)"):
+        train(_cfg(steps=480), [tmp_path / "r"], resume=True, progress=False)
+    again = train(_cfg(), [tmp_path / "r"], resume=True, progress=False)[0]
+    assert [r["critic_loss"] for r in again] == [r["critic_loss"] for r in rows] and again[-1]["step"] == 240
 
 
 def test_an_agent_alone_equals_the_same_agent_in_a_stack():
