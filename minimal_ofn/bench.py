@@ -23,6 +23,9 @@ ours and the reference interleaved block by block so that a busy neighbour on a
 shared CPU slows both alike. On a CPU with more runnable processes than cores,
 set OMP_WAIT_POLICY=PASSIVE (or --threads 1): spinning OpenMP threads otherwise
 make every figure many times too slow (the table warns when it sees this).
+Two figures split an update's time: its matrix products alone, back to back (a
+floor no update of these shapes beats), and its fixed cost, the same update with
+batch 8 and 2x8 networks (python, dispatch, autograd: paid whatever the sizes).
 Last, an end-to-end figure: env steps/s of the training loop (train.Lockstep).
 """
 
@@ -241,11 +244,12 @@ def matmul_floor(batch, hidden, depth, n, device, repeats) -> float:
     return statistics.median(_seconds_per_call(products, iters, device) for _ in range(repeats))
 
 
-def measure_row(preset_name, n, device, repeats, block_seconds, warmup) -> dict:
+def measure_row(preset_name, n, device, repeats, block_seconds, warmup, **changes) -> dict:
     """Median seconds per lockstep update of n agents: ours (one stacked SAC) and the reference (n PlainSACs).
 
-    block_seconds=None times blocks of 2 updates (--quick); otherwise blocks are sized to last about that long."""
-    configs = [preset(preset_name, seed=i, device=device.type) for i in range(n)]
+    block_seconds=None times blocks of 2 updates (--quick); otherwise blocks are sized to last about that long.
+    changes: Config fields over the preset (the fixed-cost row shrinks batch and hidden)."""
+    configs = [preset(preset_name, seed=i, device=device.type, **changes) for i in range(n)]
     c = configs[0]
     ours = SAC(configs, OBS_DIM, ACT_DIM, device, [torch.Generator(device).manual_seed(i) for i in range(n)])
     torch.manual_seed(0)
@@ -334,6 +338,11 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
         row["matmul_peak_fraction"] = row["flops_per_agent_update"] * n / row["matmul_s"] / result["peak_flops"]
         row["target"] = judge(name, row["speedup"], row["ours_peak_fraction"])
         result["rows"][name] = row
+    # The same update with 8-wide everything: what python, dispatch, autograd and launching ~300 ops cost
+    # whatever the sizes. At paper size it comes on top of the matrix products.
+    tiny = measure_row("paper", 1, device, repeats, block_seconds=None if quick else 0.4, warmup=1 if quick else 10,
+                       batch_size=8, hidden=8)
+    result["fixed_cost"] = {"batch": 8, "hidden": 8, "ours_s": tiny["ours_s"], "ref_s": tiny["ref_s"]}
     if loop:
         result["lockstep_loop"] = lockstep_loop(device, updates=128 if quick else 2000,
                                                 seed_steps=128 if quick else 1000, max_seconds=LOOP_SECONDS)
@@ -384,6 +393,16 @@ def format_table(r: dict) -> str:
         lines.append(f"  {name:<20} {w['matmul_ms_per_agent_update']:>6.2f} ms/agent-upd "
                      f"{100 * w['matmul_peak_fraction']:>5.1f}% of peak; ours spends "
                      f"{100 * (1 - w['matmul_s'] / w['ours_s']):.0f}% of its update outside them")
+    if "fixed_cost" in r:
+        f, p = r["fixed_cost"], r["rows"].get("paper, 1 agent")
+        lines += ["", f"fixed cost of one update, whatever the sizes (paper preset with batch {f['batch']} and "
+                      f"2x{f['hidden']} networks: python, dispatch, autograd, launching each op): "
+                      f"ours {1e3 * f['ours_s']:.2f} ms, ref {1e3 * f['ref_s']:.2f} ms"]
+        if p:
+            lines.append(f"  one agent at paper size: matrix products {1e3 * p['matmul_s']:.2f} ms + fixed cost "
+                         f"{1e3 * f['ours_s']:.2f} ms leave {1e3 * (p['ours_s'] - p['matmul_s'] - f['ours_s']):.2f} ms "
+                         f"of ours' {1e3 * p['ours_s']:.2f} ms for elementwise work (ReLU, losses, Adam, Polyak) "
+                         "and for operands that are no longer in cache")
     lines += ["", "targets:"]
     for name, w in r["rows"].items():
         t = w["target"]
