@@ -63,7 +63,7 @@ class StackedOptimizer:
             return self.step_reference(grads)
         self.step_count += 1
         for ((lr, beta1, beta2, wd), agents), (p, m, v, t) in zip(self.groups, self.group_slices):
-            g = [grad[i] for i in agents for grad in grads]
+            g = [grad[i].contiguous() for i in agents for grad in grads]  # the kernel reads memory in order
             # AdamW's kernel applies p <- p (1 - lr wd) first; with wd = 0 it is Adam's.
             torch._fused_adamw_(p, g, m, v, [], t, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=self.eps,
                                 amsgrad=False, maximize=False)

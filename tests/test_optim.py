@@ -74,3 +74,14 @@ def test_fused_step_equals_the_written_out_step_across_groups_and_a_reset():
     assert fused.step_count.flatten().tolist() == [6, 6, 3]
     for a, b in zip(fused_params + fused.m + fused.v, plain_params + plain.m + plain.v):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_transposed_gradient_is_read_by_index_not_by_memory_order():
+    """The fused kernel walks raw memory: a gradient that is a transposed view must be made contiguous first."""
+    torch.manual_seed(0)
+    init = torch.randn(2, 4, 5)
+    grad = torch.randn(2, 5, 4).transpose(1, 2)  # [2, 4, 5], not contiguous
+    a, b = init.clone(), init.clone()
+    StackedOptimizer([a], 2, lr=0.1, beta1=0.9).step([grad])
+    StackedOptimizer([b], 2, lr=0.1, beta1=0.9).step([grad.contiguous()])
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
