@@ -342,7 +342,7 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
     # whatever the sizes. At paper size it comes on top of the matrix products.
     tiny = measure_row("paper", 1, device, repeats, block_seconds=None if quick else 0.4, warmup=1 if quick else 10,
                        batch_size=8, hidden=8)
-    result["fixed_cost"] = {"batch": 8, "hidden": 8, "ours_s": tiny["ours_s"], "ref_s": tiny["ref_s"]}
+    result["fixed_cost"] = {k: tiny[k] for k in ("batch", "hidden", "ours_s", "ref_s")}
     if loop:
         result["lockstep_loop"] = lockstep_loop(device, updates=128 if quick else 2000,
                                                 seed_steps=128 if quick else 1000, max_seconds=LOOP_SECONDS)

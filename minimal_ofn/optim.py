@@ -48,21 +48,24 @@ class StackedOptimizer:
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params] if kind == "adam" else []
-        # Agents that share (lr, beta1, beta2, weight decay) as python numbers: one kernel call per group. Each
-        # agent's slice of a tensor is contiguous, and its step count is read from step_count (no host sync).
-        hyper = [tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in range(n)]
-        self.groups = [(h, [i for i in range(n) if hyper[i] == h]) for h in dict.fromkeys(hyper)]
-        self.group_slices = [
-            [list(x) for x in zip(*[(p.detach()[i], self.m[k][i], self.v[k][i], self.step_count[i, 0])
-                                    for i in agents for k, p in enumerate(self.params)])]
-            for _, agents in self.groups] if kind == "adam" else []
+        # Adam: agents that share (lr, beta1, beta2, weight decay) as python numbers get one kernel call, over
+        # their slices [params, m, v, step counts]. A slice of a tensor is contiguous, and each agent's step
+        # count is read from step_count (no host sync).
+        self.groups = []
+        if kind == "adam":
+            hyper = [tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in range(n)]
+            for h in dict.fromkeys(hyper):
+                agents = [i for i in range(n) if hyper[i] == h]
+                slices = [(p.detach()[i], self.m[k][i], self.v[k][i], self.step_count[i, 0])
+                          for i in agents for k, p in enumerate(self.params)]
+                self.groups.append((h, agents, [list(x) for x in zip(*slices)]))
 
     @torch.no_grad()
     def step(self, grads) -> None:
         if self.kind != "adam":
             return self.step_reference(grads)
         self.step_count += 1
-        for ((lr, beta1, beta2, wd), agents), (p, m, v, t) in zip(self.groups, self.group_slices):
+        for (lr, beta1, beta2, wd), agents, (p, m, v, t) in self.groups:
             g = [grad[i].contiguous() for i in agents for grad in grads]  # the kernel reads memory in order
             # AdamW's kernel applies p <- p (1 - lr wd) first; with wd = 0 it is Adam's.
             torch._fused_adamw_(p, g, m, v, [], t, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=self.eps,
