@@ -102,3 +102,35 @@ def test_soft_monte_carlo_return_adds_the_entropy_bonus_of_later_steps_only(monk
     assert out["mc_return"][0] == pytest.approx((g0 + g1) / 2)
     assert out["mc_soft_return"][0] == pytest.approx((s0 + s1) / 2)
     assert out["q_over_mc"][0] == pytest.approx(5.0 / ((g0 + g1) / 2))
+
+
+def test_the_package_depends_on_what_gymnasiums_mujoco_tasks_need():
+    """gymnasium's MuJoCo tasks import imageio (its 'mujoco' extra): a fresh install must bring it."""
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    ours = [Requirement(r) for r in project["dependencies"]]
+    gym = next(r for r in ours if r.name == "gymnasium")
+    needed = [Requirement(r) for r in importlib.metadata.requires("gymnasium")
+              if Requirement(r).marker and Requirement(r).marker.evaluate({"extra": "mujoco"})]
+    assert {r.name for r in needed} >= {"mujoco", "imageio"}
+    covered = "mujoco" in gym.extras or {r.name for r in needed} <= {r.name for r in ours}
+    assert covered, f"pyproject's dependencies miss gymnasium's mujoco extra: {[str(r) for r in needed]}"
+    mujoco = next(r for r in ours if r.name == "mujoco")
+    assert not mujoco.specifier.contains("4.0.0") and mujoco.specifier.contains(importlib.metadata.version("mujoco"))
+    assert all(r.name != "torch" or r.specifier for r in ours)  # never an unpinned (CUDA-pulling) torch
+
+
+def test_a_gymnasium_mujoco_task_trains_a_few_steps():
+    from minimal_ofn.config import Config
+    from minimal_ofn.train import train
+
+    env = make_env("HalfCheetah-v5", 0)
+    assert env.observation_space.shape == (17,) and env.action_space.shape == (6,)
+    rows = train(Config(env="HalfCheetah-v5", steps=30, seed_steps=20, utd=1, batch_size=8, hidden=8, log_every=30,
+                        eval_every=30, mc_every=30), progress=False)[0]
+    assert rows[-1]["step"] == 30 and np.isfinite(rows[-1]["critic_loss"])
