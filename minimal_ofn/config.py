@@ -7,6 +7,10 @@ target entropy -|A|/2. The paper's interventions are plain fields, off by defaul
 """
 
 import dataclasses
+import functools
+import inspect
+import io
+import tokenize
 from dataclasses import dataclass
 
 import torch
@@ -18,8 +22,8 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 @dataclass
 class Config:
     # --- the run
-    env: str = "dmc:cheetah-run"
-    seed: int = 0
+    env: str = "dmc:cheetah-run"  # "dmc:<domain>-<task>" (dm_control suite) or a gymnasium id, e.g. HalfCheetah-v5
+    seed: int = 0  # seeds the networks, replay sampling, exploration and the environments
     steps: int = 100_000  # environment steps, random phase included
     utd: int = 1  # update-to-data ratio: gradient updates per environment step
     seed_steps: int = 5_000  # uniformly random actions before learning starts
@@ -29,45 +33,53 @@ class Config:
     # costs compile time (8-30 s measured) for no speed-up, hence off by default.
     compile: str = "off"
     # --- SAC
-    batch_size: int = 256
-    hidden: int = 256
+    batch_size: int = 256  # transitions per gradient update
+    hidden: int = 256  # units per hidden layer, actor and critic
     depth: int = 2  # hidden layers in actor and critic
-    gamma: float = 0.99
+    gamma: float = 0.99  # discount factor
     tau: float = 0.005  # Polyak rate of the target critic
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    temperature_lr: float = 3e-4
-    init_temperature: float = 1.0
-    target_entropy: float | None = None  # None: -|A| / 2
-    buffer_size: int | None = None  # None: hold the whole run
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the critic
+    temperature_lr: float = 3e-4  # Adam learning rate of log alpha
+    init_temperature: float = 1.0  # alpha at the start (and after a full reset)
+    target_entropy: float | None = None  # the entropy SAC's temperature steers to; None: -|A| / 2
+    buffer_size: int | None = None  # replay capacity in transitions; None: hold the whole run
     # --- optimizer momentum (tutorial 3)
-    optimizer: str = "adam"  # "adam" or "sgd"
-    critic_beta1: float = 0.9
-    actor_beta1: float = 0.9
-    beta2: float = 0.999
+    optimizer: str = "adam"  # of actor and critic: "adam" or "sgd"
+    critic_beta1: float = 0.9  # first-moment (momentum) decay of the critic's Adam; 0 = no momentum
+    actor_beta1: float = 0.9  # first-moment decay of the actor's Adam
+    beta2: float = 0.999  # second-moment decay of every Adam
     # --- critic regularization (tutorial 4)
     critic_dropout: float = 0.0  # DroQ-style dropout after each hidden layer
     critic_layer_norm: bool = False  # LayerNorm after dropout, as in DroQ
     critic_l2: float = 0.0  # L2 *loss penalty*: + critic_l2 * sum ||W||^2 on the critic loss
     critic_weight_decay: float = 0.0  # *decoupled* weight decay (AdamW)
     # --- output feature normalization (tutorial 5)
-    ofn: bool = False  # on the critic
-    actor_ofn: bool = False
+    ofn: bool = False  # output feature normalization on the critic
+    actor_ofn: bool = False  # output feature normalization on the actor too
     # --- resets and priming (tutorial 6)
     reset_every: int = 0  # gradient updates between resets; 0 = never
     reset_kind: str = "full"  # "full": actor, critic, targets, temperature, optimizers; "actor": actor only
-    priming_updates: int = 0  # updates on the seed_steps random transitions alone, before training on
+    priming_updates: int = 0  # updates on the seed_steps random transitions alone, before training goes on
     # --- logging, evaluation, checkpoints (in environment steps)
-    log_every: int = 1_000
-    eval_every: int = 10_000
-    eval_episodes: int = 1
+    log_every: int = 1_000  # a metrics row (losses, Q diagnostics) every this many steps
+    eval_every: int = 10_000  # deterministic evaluation episodes every this many steps
+    eval_episodes: int = 1  # episodes per evaluation
     mc_every: int = 0  # Monte Carlo rollouts for the overestimation diagnostic; 0 = at every log
-    checkpoint_every: int = 10_000
+    checkpoint_every: int = 10_000  # an atomic checkpoint.pt every this many steps
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {self.device!r} asked for, but CUDA is not available ({why}, torch "
+                             f"{torch.__version__}): use --device cpu, or auto to take CUDA when there is one")
+        return device
 
     def validate(self) -> "Config":
         """Raise ValueError with a one-line message for settings that cannot run."""
@@ -90,6 +102,7 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        self.resolved_device()
         return self
 
     def replace(self, **changes) -> "Config":
@@ -97,6 +110,27 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@functools.cache
+def field_help() -> dict:
+    """{field: help text} for every Config field: the comment lines just above it, then the one beside it.
+
+    The comments in the class above are the one place a field is described; --help reads them here."""
+    source = inspect.getsource(Config)
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    helps, above = {}, []
+    for number, line in enumerate(source.splitlines(), 1):
+        name = line.split(":")[0].strip()
+        if line.lstrip().startswith("#"):
+            above = [] if comments[number].startswith("---") else [*above, comments[number]]
+        elif name in Config.__dataclass_fields__ and line.startswith("    " + name):
+            helps[name] = " ".join([*above, comments.get(number, "")]).strip()
+            above = []
+        else:
+            above = []
+    return {name: helps.get(name, "") for name in Config.__dataclass_fields__}
 
 
 # Fields that must agree for agents to share one stacked update (the rest may differ per agent).

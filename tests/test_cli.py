@@ -1,0 +1,131 @@
+"""The command lines as users meet them: one flag style, help lines, one-line errors, Ctrl-C, run folders."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minimal_ofn import cli as cli_mod
+from minimal_ofn import experiment, train as train_mod
+from minimal_ofn.config import Config, field_help
+
+TINY = ["--env", "Pendulum-v1", "--steps", "60", "--seed-steps", "40", "--batch-size", "16", "--hidden", "16",
+        "--log-every", "20", "--eval-every", "60", "--checkpoint-every", "20", "--no-progress"]
+
+
+def _fails_in_one_line(main, argv, capsys, code=2):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == code and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_config_flags_use_dashes_and_the_underscore_spelling_is_an_alias():
+    parser = cli_mod.Parser(prog="p")
+    cli_mod.add_config_args(parser)
+    dashed = parser.parse_args(["--seed-steps", "7", "--batch-size", "8", "--ofn", "--critic-layer-norm", "false"])
+    old = parser.parse_args(["--seed_steps", "7", "--batch_size", "8", "--ofn", "true"])
+    assert (dashed.seed_steps, dashed.batch_size, dashed.ofn, dashed.critic_layer_norm) == (7, 8, True, False)
+    assert (old.seed_steps, old.batch_size, old.ofn) == (7, 8, True)
+    help_text = parser.format_help()
+    assert "--seed-steps" in help_text and "--seed_steps" not in help_text  # the alias works but is not listed
+
+
+def test_every_config_flag_has_the_help_line_of_its_field_comment(capsys):
+    helps = field_help()
+    assert helps["seed_steps"] == "uniformly random actions before learning starts"
+    assert helps["tau"] == "Polyak rate of the target critic"
+    assert helps["compile"].startswith("torch.compile of the actor/critic forward passes")  # the lines above it
+    assert all(helps[name] for name in Config.__dataclass_fields__), [k for k, v in helps.items() if not v]
+    with pytest.raises(SystemExit):
+        train_mod.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in ("seed_steps", "tau", "critic_beta1", "reset_kind"):
+        assert " ".join(helps[name].split()) in text, name
+    assert "uniformly random actions before learning starts (default: 5000)" in text
+
+
+def test_help_with_a_preset_shows_the_presets_defaults(capsys):
+    for argv in (["--help", "--preset", "tutorial"], ["--preset", "tutorial", "--help"]):
+        with pytest.raises(SystemExit):
+            train_mod.main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: 1000, preset tutorial)" in text and "(default: 2000, preset tutorial)" in text  # seed_steps, steps
+        assert "Polyak rate of the target critic (default: 0.005)" in text  # a field the preset leaves alone
+
+
+def test_experiment_and_story_take_dashed_flags_with_underscore_aliases(capsys):
+    for main, argv in ((experiment.main, ["--help"]), (experiment.main, ["story", "--help"])):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = capsys.readouterr().out
+        assert "--seed-steps" in text and "--priming-updates" in text and "_" not in "".join(
+            w for w in text.split() if w.startswith("--"))
+
+
+def test_device_cuda_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    err = _fails_in_one_line(train_mod.main, [*TINY, "--device", "cuda", "--out", str(tmp_path / "r")], capsys)
+    assert "CUDA is not available" in err and "--device cpu" in err
+    err = _fails_in_one_line(train_mod.main, [*TINY, "--device", "tpu", "--out", str(tmp_path / "r")], capsys)
+    assert "device must be" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_on_a_folder_without_a_run_is_a_one_line_error(tmp_path, capsys):
+    for folder in (tmp_path / "missing", tmp_path):  # absent, and present but holding no run
+        err = _fails_in_one_line(train_mod.main, [*TINY, "--out", str(folder), "--resume"], capsys)
+        assert "holds no run" in err
+    assert not (tmp_path / "missing").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_names_the_checkpointed_step_and_the_command_that_resumes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    real = train_mod.Lockstep.env_step
+
+    def interrupted_at_50(self):
+        if self.t == 50:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(train_mod.Lockstep, "env_step", interrupted_at_50)
+    with pytest.raises(SystemExit) as exit_:
+        train_mod.main([*TINY, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 130 and err.startswith("\n") and len(err.strip().splitlines()) == 1, err
+    command = f"python -m minimal_ofn.train --out {out} --resume"
+    assert f"interrupted at step 50: the checkpoint in {out} holds step 40; resume with: {command}" in err
+    monkeypatch.setattr(train_mod.Lockstep, "env_step", real)
+    train_mod.main(command.split()[3:] + ["--no-progress"])  # the printed command does resume it
+    assert json.loads((out / "summary.json").read_text())["step"] == 60
+
+
+def test_one_rule_decides_whether_a_run_folder_may_be_reused(tmp_path):
+    """train --resume and experiment ask the same question and get the same answer."""
+    cfg = Config(env="Pendulum-v1", steps=60, seed_steps=40, batch_size=16, hidden=16, log_every=20, eval_every=60)
+    folder = tmp_path / "baseline" / "seed0"
+    train_mod.train(cfg, [folder], progress=False)
+    for other in (cfg.replace(gamma=0.9), cfg.replace(critic_beta1=0.0)):
+        with pytest.raises(train_mod.RunError, match="another config") as by_train:
+            train_mod.train(other, [folder], resume=True, progress=False)
+        with pytest.raises(train_mod.RunError, match="another config") as by_experiment:
+            experiment.run_variants(other, {"baseline": {}}, seeds=(0,), out=tmp_path, progress=False)
+        assert str(by_train.value) == str(by_experiment.value)
+    for same in (cfg.replace(log_every=10), cfg.replace(compile="default"), cfg.replace(checkpoint_every=7)):
+        assert train_mod.train(same, [folder], resume=True, progress=False)[0][-1]["step"] == 60
+        assert experiment.run_variants(same, {"baseline": {}}, seeds=(0,), out=tmp_path, progress=False)
+
+
+def test_names_other_modules_import_from_train_stay_there():
+    for name in ("train", "Lockstep", "RunError", "NonFiniteLoss", "load_metrics", "METRICS", "Parser", "cli",
+                 "add_config_args", "config_from_args", "keep_freed_memory"):
+        assert hasattr(train_mod, name), name
+
+
+def test_subprocesses_run_this_checkout():
+    code = "import minimal_ofn.cli, sys; print(minimal_ofn.cli.__file__)"
+    where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    assert where == cli_mod.__file__
