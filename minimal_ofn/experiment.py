@@ -16,8 +16,8 @@ and "priming" (K updates on the random seed transitions first); join them with "
 e.g. "ofn+priming".
 """
 
-import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,10 +25,13 @@ import numpy as np
 import torch
 
 from . import config as cfgmod
+from . import runs
+from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args
 from .config import Config
 from .envs import make_env
-from .plots import seed_curve, story_figure, summary_numbers, summary_table
-from .train import Parser, RunError, add_config_args, cli, config_from_args, load_metrics, train
+from .plots import entropy_allowance, seed_curve, story_figure, summary_numbers, summary_table
+from .runs import load_metrics
+from .train import train
 
 RESET_EVERY = 32_000  # updates between full resets: every 1,000 env steps at UTD 32 (tutorial scale)
 PRIMING_UPDATES = 20_000  # Nikishin et al. use 100k; 20k is what a shared 2-core CPU does in ~10-20 minutes
@@ -51,29 +54,12 @@ def variant_changes(name: str, reset_every: int = RESET_EVERY, priming_updates: 
 
 
 # ---- running
-def _same_config(folder: Path, cfg: Config) -> None:
-    """Refuse to reuse a folder that holds a different experiment: loading it would mix results.
-
-    Fields that only change speed or bookkeeping may differ; a field the saved run predates
-    must hold its default."""
-    saved = json.loads((folder / "config.json").read_text())
-    wanted = json.loads(json.dumps(cfg.to_dict()))
-    defaults = json.loads(json.dumps(Config().to_dict()))
-    diff = [f"{k}: {saved.get(k, defaults[k])!r} there, {v!r} here" for k, v in wanted.items()
-            if k not in ("checkpoint_every", "compile") and saved.get(k, defaults[k]) != v]
-    if diff:
-        raise RunError(f"{folder} holds a run with another config ({'; '.join(diff[:3])}); use another --out")
-
-
 def _state(folder: Path, cfg: Config):
-    """'done', ('resume', step) or 'fresh' for a run folder."""
-    if (folder / "summary.json").exists():
-        _same_config(folder, cfg)
+    """'done', ('resume', step) or 'fresh' for a run folder (runs.reuse decides whether it may be reused)."""
+    state = runs.reuse(folder, cfg)
+    if state == "finished":
         return "done"
-    if (folder / "checkpoint.pt").exists():
-        _same_config(folder, cfg)
-        return ("resume", torch.load(folder / "checkpoint.pt", weights_only=False, map_location="cpu")["shared"]["t"])
-    return "fresh"
+    return ("resume", runs.checkpoint_step(folder)) if state == "started" else "fresh"
 
 
 def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=True, resume=True) -> dict:
@@ -173,7 +159,7 @@ def value_curves(runs, seed_steps, act_dim, gamma):
         curves.append({s: v for s, v in zip(steps, mean) if s >= seed_steps})
     steps = sorted(set.intersection(*(set(c) for c in curves)))
     q, mc, bound, alpha = (np.array([c[s] for s in steps]) for c in curves)
-    return {"step": np.array(steps, dtype=int), "q": q, "q_adj": q - alpha * act_dim * math.log(2) / (1 - gamma),
+    return {"step": np.array(steps, dtype=int), "q": q, "q_adj": q - entropy_allowance(alpha, act_dim, gamma),
             "mc": mc, "bound": bound}
 
 
@@ -325,28 +311,36 @@ def set_threads(n) -> None:
         torch.set_num_threads(n)
 
 
+GRID_FLAGS = ("utd", "reset_every", "priming_updates")  # Config fields the experiment command sets per grid
+
+
 def _run_main(argv):
-    parser = Parser(prog="python -m minimal_ofn.experiment", conflict_handler="resolve",
+    parser = Parser(prog="python -m minimal_ofn.experiment",
                     description="Run variants x seeds x UTD values (also: 'plot RESULTS', 'story').")
-    add_config_args(parser)
-    parser.add_argument("--utd", type=int, nargs="+", default=[32], help="UTD values (default 32)")
+    # These three are per-grid here, not one Config value: --utd takes a list, and the reset and
+    # priming settings belong to the 'resets' / 'priming' variants only.
+    add_config_args(parser, skip=GRID_FLAGS)
+    parser.add_argument("--utd", type=int, nargs="+", default=[32], help="UTD values, one run each (default: 32)")
     parser.add_argument("--variants", nargs="+", default=["baseline", "ofn"],
-                        help=f"names from {', '.join(cfgmod.VARIANTS)}, resets, priming; '+' combines")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--reset-every", type=int, default=RESET_EVERY, help="updates between resets ('resets')")
-    parser.add_argument("--priming-updates", type=int, default=PRIMING_UPDATES, help="updates of 'priming'")
+                        help=f"names from {', '.join(cfgmod.VARIANTS)}, resets, priming; '+' combines "
+                             "(default: baseline ofn)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every variant (default: 0)")
+    add_flag(parser, "reset_every", type=int, default=RESET_EVERY,
+             help=f"gradient updates between full resets, in the 'resets' variants only (default: {RESET_EVERY})")
+    add_flag(parser, "priming_updates", type=int, default=PRIMING_UPDATES,
+             help=f"updates on the random transitions, in the 'priming' variants only (default: {PRIMING_UPDATES})")
     parser.add_argument("--out", required=True, help="results folder: OUT/utd<U>/<variant>/seed<k>/")
     parser.add_argument("--threads", type=int, help="torch threads (1 is far faster when the CPU is shared)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     def run():
         set_threads(args.threads)
         if args.seed is not None:
             raise RunError("experiments take --seeds (one or more), not --seed")
-        utds, args.utd = args.utd, None
-        base = config_from_args(args)
+        base = config_from_args(args, skip=GRID_FLAGS)
         variants = {v: variant_changes(v, args.reset_every, args.priming_updates) for v in args.variants}
+        utds = args.utd
         for u in utds:  # check the whole grid before running any of it
             for name, changes in variants.items():
                 try:
@@ -358,7 +352,8 @@ def _run_main(argv):
         for path in plot_results(args.out):
             print(f"wrote {path}")
 
-    cli(run)
+    # A grid resumes what its folders hold: the same command continues it.
+    cli(run, resume_command=shlex.join(["python", "-m", "minimal_ofn.experiment", *argv]))
 
 
 def _plot_main(argv):
@@ -375,14 +370,15 @@ def _plot_main(argv):
 
 def _story_main(argv):
     parser = Parser(prog="python -m minimal_ofn.experiment story", description="The paper's story, claims checked.")
-    parser.add_argument("--out", default="docs/story")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=4_000)
-    parser.add_argument("--seed-steps", type=int, default=1_000)
-    parser.add_argument("--utd", type=int, default=32)
-    parser.add_argument("--priming-updates", type=int, default=PRIMING_UPDATES)
+    helps = cfgmod.field_help()
+    parser.add_argument("--out", default="docs/story", help="report, figures and runs/ go here (default: docs/story)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every variant (default: 0 1 2)")
+    for name, default in (("steps", 4_000), ("seed_steps", 1_000), ("utd", 32)):
+        add_flag(parser, name, type=int, default=default, help=f"{helps[name]} (default: {default})")
+    add_flag(parser, "priming_updates", type=int, default=PRIMING_UPDATES,
+             help=f"updates on the random transitions in the primed runs (default: {PRIMING_UPDATES})")
     parser.add_argument("--threads", type=int, help="torch threads (1 is far faster when the CPU is shared)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     command = " ".join(["python -m minimal_ofn.experiment story", *argv])
 
@@ -391,7 +387,7 @@ def _story_main(argv):
         print(run_story(args.out, args.seeds, args.steps, args.seed_steps, args.utd, args.priming_updates,
                         not args.no_progress, command))
 
-    cli(run)
+    cli(run, resume_command=shlex.join(["python", "-m", "minimal_ofn.experiment", "story", *argv]))
 
 
 def main(argv=None):

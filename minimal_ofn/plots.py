@@ -7,7 +7,11 @@ environment step, shaded from the lowest to the highest seed:
     mean_t = (1/S) sum_s x_{s,t},   band_t = [min_s x_{s,t}, max_s x_{s,t}]
 
 Every function draws on an Axes you pass (or a new one) and returns it, so the same
-code serves notebooks (inline backend) and scripts (headless, Agg).
+code serves notebooks (inline backend) and scripts (headless, Agg). Log axes leave out
+values <= 0 rather than drawing them at the bottom edge. Figures are at most 12 inches
+wide: at the tutorials' 80 dpi that fits a JupyterLab window with readable legends.
+
+The tutorials' helpers live here too: the soft-value limit and its table, and `explorer`.
 """
 
 import math
@@ -26,6 +30,17 @@ LABELS = {
     "adam_v_max": "critic Adam max v",
     "q_over_mc": "Q / Monte Carlo return",
 }
+
+
+WIDTH = 12  # inches: the widest figure here (960 px at the tutorials' 80 dpi)
+
+
+def entropy_allowance(alpha, act_dim: int, gamma: float):
+    """The most SAC's entropy bonus can add to an honest soft Q: alpha |A| log 2 / (1 - gamma).
+
+    Any distribution on [-1, 1]^|A| has entropy <= |A| log 2, so each future step's bonus
+    -alpha log pi is at most alpha |A| log 2. Works on numbers and numpy arrays."""
+    return alpha * act_dim * math.log(2) / (1 - gamma)
 
 
 def seed_curve(runs: list[list[dict]], metric: str):
@@ -63,7 +78,7 @@ def plot_metric(results: dict, metric: str, ax=None, log: bool = False, title: s
     for name, runs in results.items():
         _band(ax, runs, metric, name)
     if log:
-        ax.set_yscale("log")
+        ax.set_yscale("log", nonpositive="mask")
     ax.set_xlabel("environment step")
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(title if title is not None else LABELS.get(metric, metric))
@@ -74,32 +89,32 @@ def plot_metric(results: dict, metric: str, ax=None, log: bool = False, title: s
 def plot_q_vs_mc(results: dict, ax=None):
     """Per variant: Q on the policy's rollout states (solid) and their Monte Carlo return (dashed), log axis.
 
-    The dotted black line is max_reward / (1 - gamma), the largest discounted return any
-    policy could collect given the rewards seen so far (the highest over all runs):
-    a Q value above it is impossible, not merely optimistic."""
+    The dotted line in each variant's colour is its own max_reward / (1 - gamma), the largest
+    discounted return any policy could collect given the rewards that run has seen: a Q value
+    above it is impossible, not merely optimistic."""
     ax = _new_axes(ax)
     handles = []
     for name, runs in results.items():
         q = _band(ax, runs, "q_rollout", f"{name}: Q")
         _band(ax, runs, "mc_return", f"{name}: MC return", color=q.get_color(), linestyle="--")
+        steps, mean, _, _ = seed_curve(runs, "q_bound")
+        ax.plot(steps, mean, color=q.get_color(), linestyle=":", label=f"{name}: max reward / (1 - γ)")
         handles.append(Line2D([], [], color=q.get_color(), label=name))
-    everything = [rows for runs in results.values() for rows in runs]
-    steps, _, _, highest = seed_curve(everything, "q_bound")
-    bound = ax.plot(steps, highest, color="black", linestyle=":", label="max reward / (1 - γ)")[0]
-    ax.set_yscale("log")
+    ax.set_yscale("log", nonpositive="mask")
     ax.set_xlabel("environment step")
     ax.set_ylabel("value (log scale)")
     ax.set_title("Q vs Monte Carlo return")
-    # One entry per variant (its colour) and a key for the line styles, rather than two entries per variant.
+    # One entry per variant (its colour) and a key for the line styles, rather than three entries per variant.
     handles += [Line2D([], [], color="gray", label="Q (solid)"),
-                Line2D([], [], color="gray", linestyle="--", label="MC return (dashed)"), bound]
-    ax.legend(handles=handles, fontsize="x-small")
+                Line2D([], [], color="gray", linestyle="--", label="MC return (dashed)"),
+                Line2D([], [], color="gray", linestyle=":", label="max reward / (1 - γ) (dotted)")]
+    ax.legend(handles=handles, fontsize="small")
     return ax
 
 
 def story_figure(results: dict, path=None):
     """The paper's panels: Q vs MC return (log), return, effective rank, critic Adam max |m| (log)."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 8), constrained_layout=True)
     plot_q_vs_mc(results, axes[0, 0])
     plot_metric(results, "eval_return", axes[0, 1])
     plot_metric(results, "srank", axes[1, 0])
@@ -110,34 +125,115 @@ def story_figure(results: dict, path=None):
 
 
 def summary_numbers(runs: list[list[dict]]) -> dict:
-    """Peak of the seed-mean Q (q_rollout), the seed-mean MC return at that step, their ratio, final return.
+    """Peak of the seed-mean Q (q_rollout); at that step the seed-mean MC return and Q minus the soft MC return
+    (the discounted rewards plus entropy bonuses of the same rollouts, what an honest soft Q estimates); final return.
 
     final return: the mean over seeds of each seed's last finite evaluation return."""
     steps, q, _, _ = seed_curve(runs, "q_rollout")
-    mc_steps, mc, _, _ = seed_curve(runs, "mc_return")
     finals = [next((r["eval_return"] for r in reversed(rows) if math.isfinite(r.get("eval_return", math.nan))),
                    math.nan) for rows in runs]
-    out = {"seeds": len(runs), "peak_q": math.nan, "peak_step": None, "mc_at_peak": math.nan, "ratio": math.nan,
+    out = {"seeds": len(runs), "peak_q": math.nan, "peak_step": None, "mc_at_peak": math.nan,
+           "q_minus_soft_mc": math.nan,
            "final_return": float(np.nanmean(finals)) if not all(map(math.isnan, finals)) else math.nan}
     if len(steps):
         j = int(np.argmax(q))
         out.update(peak_q=float(q[j]), peak_step=int(steps[j]))
-        k = np.flatnonzero(mc_steps == steps[j])
-        if len(k):
-            out["mc_at_peak"] = float(mc[k[0]])
-            out["ratio"] = out["peak_q"] / out["mc_at_peak"] if abs(out["mc_at_peak"]) > 1e-8 else math.nan
+        for key, metric in (("mc_at_peak", "mc_return"), ("soft_mc_at_peak", "mc_soft_return")):
+            at = dict(zip(*seed_curve(runs, metric)[:2]))
+            out[key] = float(at.get(steps[j], math.nan))
+        out["q_minus_soft_mc"] = out["peak_q"] - out.pop("soft_mc_at_peak")
     return out
 
 
 def summary_table(results: dict) -> str:
-    """Plain-text table, one line per variant: peak Q, MC return at that step, their ratio, final return."""
-    header = ("variant", "seeds", "peak Q", "at step", "MC return", "Q / MC", "final return")
+    """Plain-text table, one line per variant: peak Q, and at that step the MC return and Q - soft MC return
+    (> 0: Q above what the policy's rollouts earned, entropy bonus included); final return."""
+    header = ("variant", "seeds", "peak Q", "at step", "MC return", "Q - soft MC", "final return")
     lines = [header]
     for name, runs in results.items():
         s = summary_numbers(runs)
         lines.append((name, str(s["seeds"]), f"{s['peak_q']:.2f}", str(s["peak_step"]), f"{s['mc_at_peak']:.2f}",
-                      f"{s['ratio']:.1f}", f"{s['final_return']:.1f}"))
+                      f"{s['q_minus_soft_mc']:.1f}", f"{s['final_return']:.1f}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
             for line in lines]
     return "\n".join([text[0], "-" * len(text[0]), *text[1:]])
+
+
+# ---- the tutorials' helpers
+def seed_mean(runs, metric) -> dict:
+    """{step: seed-mean value} of one metric, at the steps where it was logged."""
+    steps, mean, _, _ = seed_curve(runs, metric)
+    return dict(zip(steps.tolist(), mean.tolist()))
+
+
+def value_limit(runs, act_dim, gamma=0.99) -> dict:
+    """{step: max reward seen / (1 - gamma) + entropy_allowance}: no policy's soft value can be higher."""
+    r, alpha = seed_mean(runs, "max_reward"), seed_mean(runs, "temperature")
+    return {s: r[s] / (1 - gamma) + entropy_allowance(alpha[s], act_dim, gamma) for s in r if s in alpha}
+
+
+def overestimation(results, act_dim, gamma=0.99) -> None:
+    """Print, per variant: the peak of Q on the policy's states, the Monte Carlo returns and the limit at that step,
+    the final evaluation return, and at how many logged learning steps Q was above the limit (impossible even with
+    the entropy bonus). Seed means throughout."""
+    w = max(map(len, results))
+    print(f"{'':{w}s} {'peak Q':>8s} {'at step':>8s} {'MC return':>10s} {'soft MC':>8s} {'limit':>7s} "
+          f"{'final return':>13s}   Q > limit at")
+    for name, runs in results.items():
+        q, mc, soft = (seed_mean(runs, m) for m in ("q_rollout", "mc_return", "mc_soft_return"))
+        limit, ret = value_limit(runs, act_dim, gamma), seed_mean(runs, "eval_return")
+        peak = max(q, key=q.get)
+        above = [s for s in q if s in limit and q[s] > limit[s]]
+        print(f"{name:{w}s} {q[peak]:8.2f} {peak:8d} {mc.get(peak, math.nan):10.2f} {soft.get(peak, math.nan):8.2f} "
+              f"{limit.get(peak, math.nan):7.1f} {ret[max(ret)] if ret else math.nan:13.1f}   "
+              f"{len(above)} of {len(q)} logged steps" + (f" (first: step {above[0]})" if above else ""))
+
+
+def draw_limit(ax, results, act_dim, gamma=0.99):
+    """Add each variant's limit including the entropy bonus (dash-dot, in its colour) to a plot_q_vs_mc axis."""
+    colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    for name, runs in results.items():
+        limit = value_limit(runs, act_dim, gamma)
+        ax.plot(list(limit), list(limit.values()), color=colours.get(f"{name}: Q", "gray"), linestyle="-.",
+                label=f"{name}: limit incl. entropy bonus")
+    key = Line2D([], [], color="gray", linestyle="-.", label="limit incl. entropy bonus (dash-dot)")
+    ax.legend(handles=[*ax.get_legend().legend_handles, key], fontsize="small")
+    return ax
+
+
+class _Labelled:
+    """A widget displayed with a text fallback of our own (untrusted notebooks show only that text)."""
+
+    def __init__(self, widget, text):
+        self.widget, self.text = widget, text
+
+    def _repr_mimebundle_(self, **kwargs):
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": self.text}
+
+
+def explorer(options, draw, value, description):
+    """Draw the default figure now; the buttons below draw any other option underneath them.
+
+    The default figure is a plain image, so a saved notebook shows it even untrusted (or headless,
+    e.g. papermill); the buttons' saved text says what they offer instead of a widget's repr."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    options = list(options)
+    draw(value)
+    plt.show()
+    control = widgets.ToggleButtons(options=options, value=value, description=description)
+    out = widgets.Output()
+
+    def redraw(change):
+        with out:
+            out.clear_output(wait=True)
+            draw(change["new"])
+            plt.show()
+
+    control.observe(redraw, names="value")
+    others = ", ".join(str(o) for o in options if o != value)
+    display(_Labelled(widgets.VBox([control, out]),
+                      f"[{description}: {value} is drawn above. Buttons for the others ({others}) appear when the "
+                      "notebook is trusted (jupyter trust) and its kernel runs.]"))

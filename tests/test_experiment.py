@@ -150,14 +150,16 @@ def test_plot_q_vs_mc_draws_q_solid_mc_dashed_same_color_log_axis_and_the_bound(
     results = {"baseline": [rows(q=100.0), rows(q=300.0)], "ofn": [rows(q=6.0), rows(q=8.0)]}
     ax = plots.plot_q_vs_mc(results)
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"baseline: Q", "baseline: MC return", "ofn: Q", "ofn: MC return", "max reward / (1 - γ)"}
+    bounds = {"baseline: max reward / (1 - γ)", "ofn: max reward / (1 - γ)"}
+    assert set(lines) == {"baseline: Q", "baseline: MC return", "ofn: Q", "ofn: MC return", *bounds}
     assert ax.get_yscale() == "log"
     assert np.allclose(lines["baseline: Q"].get_ydata(), 200) and np.allclose(lines["ofn: MC return"].get_ydata(), 5)
     assert lines["ofn: MC return"].get_linestyle() == "--" and lines["ofn: Q"].get_linestyle() == "-"
     assert lines["ofn: Q"].get_color() == lines["ofn: MC return"].get_color() != lines["baseline: Q"].get_color()
-    assert np.allclose(lines["max reward / (1 - γ)"].get_ydata(), 50)
+    assert np.allclose(lines["ofn: max reward / (1 - γ)"].get_ydata(), 50)
+    assert lines["ofn: max reward / (1 - γ)"].get_color() == lines["ofn: Q"].get_color()  # each variant's own
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["baseline", "ofn", "Q (solid)", "MC return (dashed)", "max reward / (1 - γ)"]
+    assert legend == ["baseline", "ofn", "Q (solid)", "MC return (dashed)", "max reward / (1 - γ) (dotted)"]
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(100) and band.max() == pytest.approx(300)
 
@@ -194,13 +196,15 @@ def test_story_figure_has_the_four_panels_and_saves(tmp_path):
 
 def test_summary_table_numbers():
     peak_at = lambda top: (lambda s: top if s == 2000 else 10.0)  # noqa: E731
-    results = {"baseline": [rows(q=peak_at(100.0), mc=2.0, ret=7.0), rows(q=peak_at(300.0), mc=2.0, ret=9.0)],
-               "ofn": [rows(q=4.0, mc=2.0, ret=20.0)]}
+    results = {"baseline": [rows(q=peak_at(100.0), mc=2.0, ret=7.0, mc_soft_return=3.0),
+                            rows(q=peak_at(300.0), mc=2.0, ret=9.0, mc_soft_return=3.0)],
+               "ofn": [rows(q=4.0, mc=2.0, ret=20.0, mc_soft_return=3.0)]}
     table = plots.summary_table(results).splitlines()
     assert table[0].split()[:3] == ["variant", "seeds", "peak"]
     base = table[2].split()
-    assert base == ["baseline", "2", "200.00", "2000", "2.00", "100.0", "8.0"]
-    assert table[3].split()[2:] == ["4.00", "1000", "2.00", "2.0", "20.0"]
+    assert "Q - soft MC" in table[0] and "Q / MC" not in table[0]
+    assert base == ["baseline", "2", "200.00", "2000", "2.00", "197.0", "8.0"]  # Q - soft MC: 200 - 3
+    assert table[3].split()[2:] == ["4.00", "1000", "2.00", "1.0", "20.0"]
 
 
 def test_plot_cli_reads_a_results_folder(tmp_path, capsys):
@@ -274,3 +278,34 @@ def test_run_story_writes_report_figures_and_drops_finished_checkpoints(tmp_path
     assert (tmp_path / "story.md").read_text() == report
     assert (tmp_path / "story_utd.png").stat().st_size > 10_000 and (tmp_path / "story_priming.png").exists()
     assert not (done / "checkpoint.pt").exists() and (running / "checkpoint.pt").exists()
+
+
+# ---- the command line's variant flags (each run's config.json read back)
+GRID = ["--env", "Pendulum-v1", "--steps", "40", "--seed-steps", "30", "--utd", "1", "--batch-size", "16",
+        "--hidden", "16", "--log-every", "20", "--eval-every", "40", "--checkpoint-every", "40", "--no-progress"]
+
+
+def _saved(out, variant):
+    import json
+
+    return json.loads((out / "utd1" / variant / "seed0" / "config.json").read_text())
+
+
+def test_reset_and_priming_flags_apply_to_their_variants_only(tmp_path, capsys):
+    ex.main([*GRID, "--variants", "baseline", "ofn", "resets", "ofn+priming", "--reset-every", "7",
+             "--priming-updates", "5", "--out", str(tmp_path)])
+    for variant in ("baseline", "ofn"):
+        assert (_saved(tmp_path, variant)["reset_every"], _saved(tmp_path, variant)["priming_updates"]) == (0, 0)
+    assert (_saved(tmp_path, "resets")["reset_every"], _saved(tmp_path, "resets")["reset_kind"]) == (7, "full")
+    assert _saved(tmp_path, "resets")["priming_updates"] == 0
+    assert (_saved(tmp_path, "ofn+priming")["priming_updates"], _saved(tmp_path, "ofn+priming")["ofn"]) == (5, True)
+    assert _saved(tmp_path, "ofn+priming")["reset_every"] == 0
+
+
+def test_resets_and_priming_without_their_flags_take_the_defaults(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ex, "RESET_EVERY", 11)  # the defaults, shrunk: 20,000 priming updates take too long here
+    monkeypatch.setattr(ex, "PRIMING_UPDATES", 3)
+    ex.main([*GRID, "--variants", "resets", "priming", "--out", str(tmp_path)])
+    assert _saved(tmp_path, "resets")["reset_every"] == 11
+    assert _saved(tmp_path, "priming")["priming_updates"] == 3
+    assert "Traceback" not in capsys.readouterr().err
