@@ -11,8 +11,9 @@ from minimal_ofn import cli as cli_mod
 from minimal_ofn import experiment, train as train_mod
 from minimal_ofn.config import Config, field_help
 
-TINY = ["--env", "Pendulum-v1", "--steps", "60", "--seed-steps", "40", "--batch-size", "16", "--hidden", "16",
-        "--log-every", "20", "--eval-every", "60", "--checkpoint-every", "20", "--no-progress"]
+# The underscore spellings (aliases now): the same flags the command took before dashes.
+TINY = ["--env", "Pendulum-v1", "--steps", "60", "--seed_steps", "40", "--batch_size", "16", "--hidden", "16",
+        "--log_every", "20", "--eval_every", "60", "--checkpoint_every", "20", "--no-progress"]
 
 
 def _fails_in_one_line(main, argv, capsys, code=2):
