@@ -202,14 +202,12 @@ def draw_limit(ax, results, act_dim, gamma=0.99):
     return ax
 
 
-class _Labelled:
-    """A widget displayed with a text fallback of our own (untrusted notebooks show only that text)."""
+def show_widget(widget, text: str) -> None:
+    """Display a widget whose saved text fallback is `text`, not its repr ("ToggleButtons(...)", "Output()"):
+    an untrusted notebook (or one opened without its kernel) shows only that text."""
+    from IPython.display import display
 
-    def __init__(self, widget, text):
-        self.widget, self.text = widget, text
-
-    def _repr_mimebundle_(self, **kwargs):
-        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": self.text}
+    display({**widget._repr_mimebundle_(), "text/plain": text}, raw=True)
 
 
 def explorer(options, draw, value, description):
@@ -218,7 +216,6 @@ def explorer(options, draw, value, description):
     The default figure is a plain image, so a saved notebook shows it even untrusted (or headless,
     e.g. papermill); the buttons' saved text says what they offer instead of a widget's repr."""
     import ipywidgets as widgets
-    from IPython.display import display
 
     options = list(options)
     draw(value)
@@ -234,6 +231,5 @@ def explorer(options, draw, value, description):
 
     control.observe(redraw, names="value")
     others = ", ".join(str(o) for o in options if o != value)
-    display(_Labelled(widgets.VBox([control, out]),
-                      f"[{description}: {value} is drawn above. Buttons for the others ({others}) appear when the "
-                      "notebook is trusted (jupyter trust) and its kernel runs.]"))
+    show_widget(widgets.VBox([control, out]), f"[{description}: {value} is drawn above. Buttons for the others "
+                f"({others}) appear once the notebook is trusted (jupyter trust) and its kernel runs.]")

@@ -226,7 +226,8 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
             if outs and (t % c.checkpoint_every == 0 or t == end):
                 save_checkpoint()
                 saved[0] = t
-            phase.set_description(f"{name} step {t}/{c.steps}", refresh=False)
+            if learning:  # the bar counts updates; say which env step they have reached
+                phase.set_description(f"{name} step {t}/{c.steps}", refresh=False)
             phase.update(c.utd if learning else 1)
     except KeyboardInterrupt:
         raise Interrupted(run.t, saved[0], outs or []) from None

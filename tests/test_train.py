@@ -199,3 +199,33 @@ def test_keep_freed_memory_stops_the_page_faults_of_every_update():
         sac.update(batch)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
     assert faults < 50, f"{faults:.0f} minor page faults per paper-size update: freed memory goes back to the OS"
+
+
+def test_progress_counts_random_steps_then_gradient_updates(monkeypatch, tmp_path):
+    """Two bars, so each one's rate and ETA reflect its own work (the phases run at speeds 10-100x apart)."""
+    bars = []
+
+    class Recording:
+        def __init__(self, **kw):
+            self.kw, self.n = kw, kw.get("initial", 0)
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, **kw):
+            pass
+
+        def set_description(self, text, refresh=True):
+            self.desc = text
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(train_mod, "bar", Recording)
+    train(_cfg(utd=3), [tmp_path / "r"], progress=True, until=200)
+    assert [(b.kw["unit"], b.kw["total"], b.n) for b in bars] == [("step", 120, 120), ("update", 3 * 120, 3 * 80)]
+    bars.clear()
+    train(_cfg(utd=3), [tmp_path / "r"], resume=True, progress=True)  # resumed from the checkpoint of step 200
+    assert [(b.kw["unit"], b.kw["initial"], b.n) for b in bars] == [("update", 3 * 80, 3 * 120)]
+    assert bars[0].desc.endswith("step 240/240")

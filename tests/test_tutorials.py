@@ -205,3 +205,71 @@ def test_tutorial_runs_small(name, tmp_path):
                 assert run["q_rollout"] and all(map(math.isfinite, run["q_rollout"])), \
                     f"{name}: {var}[{variant!r}] has no finite Monte Carlo check"
     _check_numbers(name, text, tmp_path)
+
+
+# ---- what an untrusted JupyterLab shows: each widget output's text/plain fallback
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+BARE_REPRS = ("ToggleButtons(", "Output()", "HBox(", "VBox(", "Button(", "Checkbox(", "SelectionSlider(",
+              "IntProgress(", "FloatProgress(", "Dropdown(", "Tab(")
+
+
+def unfinished_widget_text(nb) -> list[str]:
+    """The text fallbacks of widget outputs that read as an unfinished run: a bar short of its total, or a bare repr."""
+    bad = []
+    for k, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                continue
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            counts = [(int(n), int(total)) for n, total in re.findall(r"(\d+)/(\d+) \[", text)]
+            if "0%|" in text.replace("100%|", "") or any(n < total for n, total in counts) or \
+                    any(r in text for r in BARE_REPRS):
+                bad.append(f"cell {k}: {text[:80]!r}")
+    return bad
+
+
+def test_the_untrusted_check_flags_what_the_issue_saw():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    view = {"model_id": "x", "version_major": 2, "version_minor": 0}
+    for text in ("dmc:cheetah-run utd=1 x1:   0%|          | 0/1500 [00:00<?, ?step/s]",
+                 "x: 100%|##| 1400/1500 [00:10<00:01, 2step/s]", "ToggleButtons(description='variant')", "Output()",
+                 "x: 100%|##| 1500/1500 [00:10<00:00, 2step/s]", "[variant: ofn is drawn above]"):
+        cell.outputs.append(nbformat.v4.new_output("display_data", data={WIDGET_VIEW: view, "text/plain": text}))
+    nb.cells.append(cell)
+    assert len(unfinished_widget_text(nb)) == 4
+
+
+@pytest.mark.slow
+def test_a_run_executed_headless_reads_as_finished_untrusted(tmp_path):
+    """The mechanism, in a small notebook executed the way the tutorials are: train's bars, explorer, show_widget."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in (
+        "import torch; torch.set_num_threads(1)\n"
+        "import matplotlib.pyplot as plt, ipywidgets as widgets\n"
+        "from minimal_ofn import preset\nfrom minimal_ofn.experiment import run_variants\n"
+        "from minimal_ofn.plots import explorer, plot_metric, show_widget",
+        "base = preset('tutorial', env='Pendulum-v1', steps=60, seed_steps=40, hidden=16, batch_size=16, "
+        "log_every=20, eval_every=60)\nresults = run_variants(base, {'baseline': {}, 'ofn': {'ofn': True}})",
+        "explorer(list(results), lambda v: plot_metric({v: results[v]}, 'eval_return'), 'ofn', 'variant')",
+        "show_widget(widgets.HBox([widgets.Button(description='go')]), '[a button]')",
+    )]
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    widgets_out = [o for c in nb.cells for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
+    texts = [o["data"]["text/plain"] for o in widgets_out]
+    assert any("random" in t and "40/40" in t for t in texts) and any("update" in t and "20/20" in t for t in texts), texts
+    assert any("ofn is drawn above" in t for t in texts) and "[a button]" in texts
+    assert unfinished_widget_text(nb) == []
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.outputs) >= 1  # the static figure
+
+
+@pytest.mark.xfail(reason="tutorials are re-executed at the end of the round", strict=False)
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_reads_as_a_finished_run_untrusted(name):
+    nb = nbformat.read(TUTORIALS / name, as_version=4)
+    assert unfinished_widget_text(nb) == [], f"{name}: untrusted, these read as unfinished"
