@@ -188,7 +188,7 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
         rows = [[r for r in load_metrics(o) if r["step"] <= run.t] for o in outs]
     c = run.c0
     end = c.steps if until is None else min(until, c.steps)
-    saved = [run.t if states[0] == "resume" else None]
+    saved_step = run.t if states[0] == "resume" else None  # what the folders' checkpoint.pt holds
 
     def save_checkpoint(name="checkpoint.pt"):
         for i, o in enumerate(outs or []):
@@ -225,12 +225,12 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
                                   refresh=False)
             if outs and (t % c.checkpoint_every == 0 or t == end):
                 save_checkpoint()
-                saved[0] = t
+                saved_step = t
             if learning:  # the bar counts updates; say which env step they have reached
                 phase.set_description(f"{name} step {t}/{c.steps}", refresh=False)
             phase.update(c.utd if learning else 1)
     except KeyboardInterrupt:
-        raise Interrupted(run.t, saved[0], outs or []) from None
+        raise Interrupted(run.t, saved_step, outs or []) from None
     finally:
         if phase is not None:
             phase.close()
