@@ -67,7 +67,9 @@ def add_config_args(parser: argparse.ArgumentParser, skip=()) -> None:
         if name in skip:
             continue
         kind = next(k for k in (bool, int, float, str) if k == hint or k in typing.get_args(hint))
-        extra = {"type": _bool, "nargs": "?", "const": True, "metavar": "BOOL"} if kind is bool else {"type": kind}
+        metavar = {bool: "BOOL", int: "N", float: "X", str: "TEXT"}[kind]
+        extra = {"type": _bool, "nargs": "?", "const": True} if kind is bool else {"type": kind}
+        extra["metavar"] = metavar
         actions[name] = add_flag(parser, name, default=None, **extra)
         actions[name].base_help = helps[name].replace("%", "%%")
     parser.config_actions = actions
