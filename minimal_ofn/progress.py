@@ -33,7 +33,7 @@ class _NotebookBar(tqdm_notebook):
             self.handle = None
 
 
-def bar(**kwargs):
-    """tqdm(**kwargs); in a notebook, one whose saved text is the final state of the bar."""
+def bar(*args, **kwargs):
+    """tqdm(*args, **kwargs); in a notebook, one whose saved text is the final state of the bar."""
     kwargs = {"mininterval": 1.0, **kwargs}
-    return _NotebookBar(**kwargs) if issubclass(tqdm, tqdm_notebook) else tqdm(**kwargs)
+    return _NotebookBar(*args, **kwargs) if issubclass(tqdm, tqdm_notebook) else tqdm(*args, **kwargs)
