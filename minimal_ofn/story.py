@@ -253,14 +253,14 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
     }
 
 
-def judge(scores: dict) -> list[dict]:
+def judge(scores: dict, reps: int = 2_000) -> list[dict]:
     """Each claim with its effect, 95% interval and verdict (stats.effect / stats.verdict)."""
     out = []
     for claim in CLAIMS:
         a, b = scores[claim.key]
         finite = [x for x in a if math.isfinite(x)], None if b is None else [x for x in b if math.isfinite(x)]
         dropped = len(a) - len(finite[0]) + (0 if b is None else len(b) - len(finite[1]))
-        e = stats.effect(*finite)
+        e = stats.effect(*finite, reps=reps)
         out.append({"claim": claim, **e, "verdict": stats.verdict(e), "dropped": dropped, "one_sample": b is None})
     return out
 
