@@ -69,3 +69,17 @@ def test_layer_norm_normalizes_hidden_activations_of_its_agent_only():
     h1 = torch.relu(ln[1])
     expected = torch.relu(torch.nn.functional.layer_norm(c.layers[1](h1.unsqueeze(0).expand(2, -1, -1, -1))[1], (32,)))
     torch.testing.assert_close(phi[1], expected)
+
+
+def test_init_is_orthogonal_with_gain_sqrt2_and_zero_bias_per_agent_and_member():
+    layer = StackedLinear((3, 2), 7, 5)
+    for i in range(3):
+        layer.reset_agent(i, torch.Generator().manual_seed(i))
+    w = layer.weight.detach()  # [3, 2, in 7, out 5]: columns orthogonal, each of norm sqrt(2)
+    gram = w.transpose(-1, -2) @ w
+    torch.testing.assert_close(gram, 2 * torch.eye(5).expand_as(gram), atol=1e-5, rtol=0)
+    assert (layer.bias == 0).all()
+    assert not torch.allclose(w[0, 0], w[0, 1]) and not torch.allclose(w[0], w[1])  # members and agents differ
+    again = StackedLinear((3, 2), 7, 5)
+    again.reset_agent(1, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again.weight[1], layer.weight[1])  # seeded: the same draw

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from minimal_ofn.config import Config
+from minimal_ofn import networks
 from minimal_ofn.networks import Actor
 from minimal_ofn.sac import SAC, polyak_update, soft_q_target
 
@@ -48,7 +49,8 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     for layer in actor.layers:
         x = torch.relu(layer(x))
     mu, log_std = actor.head(x).chunk(2, -1)
-    log_std = -5 + 0.5 * 7 * (torch.tanh(log_std) + 1)
+    lo, hi = networks.LOG_STD_MIN, networks.LOG_STD_MAX
+    log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)
     dist = torch.distributions.TransformedDistribution(
         torch.distributions.Normal(mu, log_std.exp()), [torch.distributions.TanhTransform()])
     u = mu + log_std.exp() * noise

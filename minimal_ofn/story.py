@@ -1,0 +1,513 @@
+"""The paper's story, measured: three experiments, and every claim an effect with a 95% interval.
+
+Hussing et al. (2024) claim that at high UTD SAC's critic overestimates and diverges early,
+on seen and unseen actions, propelled by the optimizer's momentum; that dropout and L2 help a
+little; and that OFN stops the divergence. Each claim is tested where it can be on a 2-core CPU:
+
+Part 1, dissection (offline): a fixed early buffer D of `seed_steps` random transitions and
+  `dissect_updates` SAC updates on D alone, so nothing but the update rule moves Q. Critic-only
+  variants of the optimizer and the regularizers, each with the temperature learned and fixed
+  (a fixed alpha keeps the entropy bonus from confounding the optimizer). On D no value can exceed
+
+      B = (r_max + alpha |A| log 2) / (1 - gamma)     (r_max: the largest reward in D; |A| log 2:
+                                                       the largest entropy of a policy on [-1, 1]^|A|)
+
+  so divergence is measured as log10(max over updates of |Q| / B) on D's own actions (seen) and on
+  uniform actions (unseen), and the optimizer's moments as log10 of the critic's largest v.
+Part 2, online: UTD `utd` against UTD 1, past SAC's temperature transient. Overestimation is the
+  critic's Q on its own rollouts minus their *soft* Monte Carlo return (the entropy bonus at the
+  agent's own alpha included: what a soft critic estimates, diagnostics.monte_carlo), taken at its
+  peak over the learning phase; learning is the mean evaluation return over the learning phase.
+Part 3, priming then learning (Nikishin et al. 2022): `priming_updates` updates on the random
+  transitions, then every arm goes on at the same UTD on a task where the unprimed agent learns
+  within the budget; learning speed is the area under the evaluation-return curve.
+
+Effects and verdicts are computed by stats.py (IQM over seeds, rliable's stratified bootstrap);
+nothing in the report is typed in: `report()` prints what `judge()` measured.
+
+    python -m minimal_ofn.story --out docs/story            # run (resumably) and write docs/story/story.md
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config as cfgmod
+from . import stats
+from .config import Config
+
+
+# ---- the protocol: arms of each part, as Config changes over that part's base
+@dataclass(frozen=True)
+class Protocol:
+    seeds: tuple = (0, 1, 2, 3, 4)
+    # Part 1
+    dissect_env: str = "dmc:cheetah-run"
+    dissect_updates: int = 10_000
+    dissect_log_every: int = 500
+    dissect_alpha: float = 0.1  # the fixed temperature (and the learned one's start) in the dissection
+    # Part 2
+    online_env: str = "dmc:cheetah-run"
+    utd: int = 32
+    online_steps: int = 1_500  # learning steps after seed_steps
+    online_alpha: float = 0.1
+    # Part 3
+    priming_env: str = "dmc:cartpole-swingup"
+    priming_utd: int = 8
+    priming_updates: int = 25_000
+    priming_steps: int = 1_500
+    priming_alpha: float = 0.1
+    reset_after_priming: bool = True
+    # shared
+    log_every: int = 100
+    online_eval_every: int = 250
+    priming_eval_every: int = 100
+    eval_episodes: int = 5
+    seed_steps: int = 1_000
+    hidden: int = 64
+    batch_size: int = 64
+
+
+DISSECT_ARMS = {
+    "adam": {},
+    "critic_beta1=0": {"critic_beta1": 0.0},
+    "critic_beta1=0.5": {"critic_beta1": 0.5},
+    "l2": {"critic_l2": 1e-3},
+    "adamw": {"critic_weight_decay": 0.1},
+    "dropout": {"critic_dropout": 0.01},
+    "ln": {"critic_layer_norm": True},
+    "dropout+ln": {"critic_dropout": 0.01, "critic_layer_norm": True},
+    "ofn": {"ofn": True},
+}
+ONLINE_ARMS = {
+    "baseline": {},
+    "ofn": {"ofn": True},
+    "ln": {"critic_layer_norm": True},
+    "dropout+ln": {"critic_dropout": 0.01, "critic_layer_norm": True},
+    "l2": {"critic_l2": 1e-3},
+}
+ONLINE_UTD1_ARMS = ("baseline", "ofn")
+PRIMING_ARMS = {
+    "baseline": {},
+    "baseline+priming": {"priming": True},
+    "baseline+priming+reset": {"priming": True, "reset": True},
+    "ofn": {"ofn": True},
+    "ofn+priming": {"ofn": True, "priming": True},
+}
+
+
+def dissect_configs(p: Protocol, fixed: bool) -> dict:
+    """{arm: [Config per seed]} for part 1; temperature_lr 0 holds alpha at its start."""
+    base = cfgmod.preset("tutorial", env=p.dissect_env, steps=p.seed_steps, seed_steps=p.seed_steps,
+                         hidden=p.hidden, batch_size=p.batch_size, init_temperature=p.dissect_alpha,
+                         temperature_lr=0.0 if fixed else cfgmod.Config.temperature_lr)
+    return {arm: [base.replace(seed=s, **ch) for s in p.seeds] for arm, ch in DISSECT_ARMS.items()}
+
+
+def dissect(configs: list[Config], updates: int, log_every: int, progress: bool = True) -> list[list[dict]]:
+    """Part 1's loop for one stack: seed_steps random transitions into D, then `updates` SAC updates on D.
+
+    Returns each agent's rows (train.METRICS), one every `log_every` updates, with Q on D's
+    actions (q_replay), on uniform actions (q_ood), on the policy's actions, Adam's moments and a
+    Monte Carlo rollout of the current policy (q_rollout vs mc_soft_return)."""
+    from tqdm.auto import tqdm
+
+    from .train import Lockstep
+
+    run = Lockstep(configs, progress=False)
+    while run.t < run.c0.seed_steps:
+        run.env_step()
+    rows = [[] for _ in configs]
+    for k in tqdm(range(1, updates + 1), desc=f"dissection x{run.n}", unit="update", disable=not progress,
+                  mininterval=1.0):
+        run.sac.update(run.buffer.sample(run.c0.batch_size, run.generators))
+        run.updates = k
+        if k % log_every == 0:
+            for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=k % (4 * log_every) == 0)):
+                rows[i].append(row)
+    return rows
+
+
+# ---- the quantities each claim is judged on (one number per run)
+def value_bound(row: dict, act_dim: int, gamma: float) -> float:
+    """B = (r_max + alpha |A| log 2) / (1 - gamma): no policy's soft value on the data seen can exceed it."""
+    return (row["max_reward"] + row["temperature"] * act_dim * math.log(2)) / (1 - gamma)
+
+
+def log_peak_over_bound(rows, key: str, act_dim: int, gamma: float) -> float:
+    """log10(max_t |key_t| / B_t): above 0, the critic claims a value no policy can have (divergence)."""
+    return float(max(math.log10(max(abs(r[key]), 1e-12) / value_bound(r, act_dim, gamma)) for r in rows))
+
+
+def log_growth(rows, key: str) -> float:
+    """log10(last / first) of a positive series (e.g. the critic's largest Adam second moment)."""
+    values = [r[key] for r in rows if math.isfinite(r[key]) and r[key] > 0]
+    return math.log10(values[-1] / values[0]) if len(values) > 1 else math.nan
+
+
+def peak_overestimation(rows, seed_steps: int) -> float:
+    """max over learning-phase logs of Q(s_t, a_t) - soft MC return, on the policy's own rollouts."""
+    gaps = [r["q_rollout"] - r["mc_soft_return"] for r in rows
+            if r["step"] > seed_steps and math.isfinite(r["q_rollout"]) and math.isfinite(r["mc_soft_return"])]
+    return max(gaps) if gaps else math.nan
+
+
+def mean_return(rows, seed_steps: int, eval_every: int) -> float:
+    """Mean evaluation return over the learning phase's evaluations: the area under the return curve per evaluation."""
+    values = [r["eval_return"] for r in rows if r["step"] > seed_steps and r["step"] % eval_every == 0
+              and math.isfinite(r["eval_return"])]
+    return float(np.mean(values)) if values else math.nan
+
+
+# ---- the claims: each is "effect > 0" for an effect measured on runs of two arms (or one arm against 0)
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    paper: str  # what the paper says, in short
+    measured: str  # what the effect is, in words
+    part: str
+
+
+CLAIMS = (
+    Claim("overestimation", "At high UTD the critic overestimates",
+          "peak (Q - soft MC return), baseline at UTD {utd} minus at UTD 1", "online"),
+    Claim("diverges_seen", "Q diverges on seen actions (fixed early buffer)",
+          "log10(peak |Q| / B) on D's actions, Adam, alpha fixed", "dissection"),
+    Claim("diverges_unseen", "... and on unseen actions",
+          "log10(peak |Q| / B) on uniform actions, Adam, alpha fixed", "dissection"),
+    Claim("momentum", "Divergence is propelled by optimizer momentum",
+          "log10 peak |Q|, critic Adam beta1 0.9 minus beta1 0, alpha fixed", "dissection"),
+    Claim("momentum_learned", "(the same, temperature learned)",
+          "log10 peak |Q|, critic Adam beta1 0.9 minus beta1 0, alpha learned", "dissection"),
+    Claim("moments_grow", "Adam's moment estimates grow during divergence",
+          "log10(last / first) of the critic's largest Adam v, Adam, alpha fixed", "dissection"),
+    Claim("dropout_helps", "Dropout helps a little",
+          "log10 peak |Q|, Adam minus dropout, alpha fixed", "dissection"),
+    Claim("l2_helps", "L2 helps a little",
+          "log10 peak |Q|, Adam minus L2 loss penalty, alpha fixed", "dissection"),
+    Claim("ofn_beats_dropout", "... but less than OFN",
+          "log10 peak |Q|, dropout minus OFN, alpha fixed", "dissection"),
+    Claim("ofn_stops_offline", "OFN stops the divergence (fixed buffer)",
+          "log10 peak |Q|, Adam minus OFN, alpha fixed", "dissection"),
+    Claim("ofn_stops_online", "OFN stops the overestimation at high UTD",
+          "peak (Q - soft MC return) at UTD {utd}, baseline minus OFN", "online"),
+    Claim("ofn_learns", "With OFN, high-UTD SAC learns",
+          "mean evaluation return at UTD {utd}, OFN minus baseline", "online"),
+    Claim("high_utd_hurts", "Past a point, raising the UTD stops SAC learning",
+          "mean evaluation return, baseline at UTD 1 minus at UTD {utd}", "online"),
+    Claim("priming_explodes", "Priming sends Q beyond any possible value",
+          "log10(|Q| / B) on D's actions right after priming, primed baseline", "priming"),
+    Claim("priming_slows", "A primed agent learns more slowly (primacy bias)",
+          "mean evaluation return, baseline minus primed baseline", "priming"),
+    Claim("reset_recovers", "A reset after priming recovers",
+          "mean evaluation return, primed baseline with a reset minus primed baseline", "priming"),
+    Claim("ofn_primes_safely", "With OFN, priming does little harm",
+          "mean evaluation return, primed OFN minus primed baseline", "priming"),
+)
+
+
+def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -> dict:
+    """{claim key: (scores of arm A, scores of arm B or None)}: one number per seed, from the runs' rows."""
+    d, on, pr = results["dissection"], results["online"], results["priming"]
+
+    def each(runs, fn):
+        return [fn(rows) for rows in runs]
+
+    def log_peak(temp, arm, key="q_replay"):
+        return each(d[temp][arm], lambda rows: log_peak_over_bound(rows, key, act_dim["dissection"], gamma))
+
+    def over(utd, arm):
+        return each(on[utd][arm], lambda rows: peak_overestimation(rows, p.seed_steps))
+
+    def ret(runs, part):
+        every = p.online_eval_every if part == "online" else p.priming_eval_every
+        return each(runs, lambda rows: mean_return(rows, p.seed_steps, every))
+
+    def after_priming(rows):
+        row = next(r for r in rows if r["step"] >= p.seed_steps)
+        return math.log10(max(abs(row["q_replay"]), 1e-12) / value_bound(row, act_dim["priming"], gamma))
+
+    u = p.utd
+    return {
+        "overestimation": (over(u, "baseline"), over(1, "baseline")),
+        "diverges_seen": (log_peak("fixed", "adam"), None),
+        "diverges_unseen": (log_peak("fixed", "adam", "q_ood"), None),
+        "momentum": (log_peak("fixed", "adam"), log_peak("fixed", "critic_beta1=0")),
+        "momentum_learned": (log_peak("learned", "adam"), log_peak("learned", "critic_beta1=0")),
+        "moments_grow": (each(d["fixed"]["adam"], lambda rows: log_growth(rows, "adam_v_max")), None),
+        "dropout_helps": (log_peak("fixed", "adam"), log_peak("fixed", "dropout")),
+        "l2_helps": (log_peak("fixed", "adam"), log_peak("fixed", "l2")),
+        "ofn_beats_dropout": (log_peak("fixed", "dropout"), log_peak("fixed", "ofn")),
+        "ofn_stops_offline": (log_peak("fixed", "adam"), log_peak("fixed", "ofn")),
+        "ofn_stops_online": (over(u, "baseline"), over(u, "ofn")),
+        "ofn_learns": (ret(on[u]["ofn"], "online"), ret(on[u]["baseline"], "online")),
+        "high_utd_hurts": (ret(on[1]["baseline"], "online"), ret(on[u]["baseline"], "online")),
+        "priming_explodes": (each(pr["baseline+priming"], after_priming), None),
+        "priming_slows": (ret(pr["baseline"], "priming"), ret(pr["baseline+priming"], "priming")),
+        "reset_recovers": (ret(pr["baseline+priming+reset"], "priming"), ret(pr["baseline+priming"], "priming")),
+        "ofn_primes_safely": (ret(pr["ofn+priming"], "priming"), ret(pr["baseline+priming"], "priming")),
+    }
+
+
+def judge(scores: dict, reps: int = 2_000) -> list[dict]:
+    """Each claim with its effect, 95% interval and verdict (stats.effect / stats.verdict)."""
+    out = []
+    for claim in CLAIMS:
+        a, b = scores[claim.key]
+        finite = [x for x in a if math.isfinite(x)], None if b is None else [x for x in b if math.isfinite(x)]
+        dropped = len(a) - len(finite[0]) + (0 if b is None else len(b) - len(finite[1]))
+        e = stats.effect(*finite, reps=reps)
+        out.append({"claim": claim, **e, "verdict": stats.verdict(e), "dropped": dropped, "one_sample": b is None})
+    return out
+
+
+# ---- running the three parts (resumably: finished runs are loaded, unfinished ones resumed or redone)
+def online_base(p: Protocol, utd: int) -> Config:
+    return cfgmod.preset("tutorial", env=p.online_env, utd=utd, steps=p.seed_steps + p.online_steps,
+                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size,
+                         init_temperature=p.online_alpha, log_every=p.log_every,
+                         eval_every=p.online_eval_every, eval_episodes=p.eval_episodes, checkpoint_every=500)
+
+
+def priming_base(p: Protocol) -> Config:
+    return cfgmod.preset("tutorial", env=p.priming_env, utd=p.priming_utd, steps=p.seed_steps + p.priming_steps,
+                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size,
+                         init_temperature=p.priming_alpha, log_every=p.log_every,
+                         eval_every=p.priming_eval_every, eval_episodes=p.eval_episodes, checkpoint_every=500)
+
+
+def priming_arms(p: Protocol) -> dict:
+    """PRIMING_ARMS as Config changes: priming = K updates on the random transitions; the reset falls
+    on update K, i.e. right after priming (and every K updates after, beyond this budget)."""
+    out = {}
+    for arm, spec in PRIMING_ARMS.items():
+        changes = {k: v for k, v in spec.items() if k not in ("priming", "reset")}
+        if spec.get("priming"):
+            changes["priming_updates"] = p.priming_updates
+        if spec.get("reset"):
+            changes.update(reset_every=p.priming_updates, reset_kind="full")
+        out[arm] = changes
+    return out
+
+
+def _save_dissection(folder: Path, cfg: Config, rows: list[dict]) -> None:
+    from .train import _write_metrics as write_metrics
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    write_metrics(folder / "metrics.csv", rows)
+    (folder / "summary.json").write_text(json.dumps({"updates": rows[-1]["updates"] if rows else 0}) + "\n")
+
+
+def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
+    """One of the story's stacks of runs; returns a line for the log. Runs in a worker process."""
+    import torch
+
+    from .experiment import run_variants
+    from .train import load_metrics
+
+    torch.set_num_threads(1)  # the story runs two of these side by side on two cores
+    start = time.time()
+    part, which = task
+    if part == "dissection":
+        configs = dissect_configs(p, fixed=which == "fixed")
+        folders = {(arm, c.seed): out / "dissection" / which / arm / f"seed{c.seed}"
+                   for arm, cs in configs.items() for c in cs}
+        todo = [(arm, c) for arm, cs in configs.items() for c in cs
+                if not (folders[arm, c.seed] / "summary.json").exists()]
+        if todo:  # the dissection is short per stack: an interrupted stack is run again whole
+            rows = dissect([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress)
+            for (arm, c), r in zip(todo, rows):
+                _save_dissection(folders[arm, c.seed], c, r)
+        for (arm, seed), folder in folders.items():
+            if json.loads((folder / "config.json").read_text()) != json.loads(json.dumps(
+                    next(c for c in configs[arm] if c.seed == seed).to_dict())):
+                raise ValueError(f"{folder} holds a dissection run with other settings; use another --out")
+            load_metrics(folder)
+    elif part == "online":
+        arms = ONLINE_ARMS if which != 1 else {k: ONLINE_ARMS[k] for k in ONLINE_UTD1_ARMS}
+        run_variants(online_base(p, which), arms, p.seeds, out / "online" / f"utd{which}", progress)
+    else:
+        run_variants(priming_base(p), priming_arms(p), p.seeds, out / "priming", progress)
+    return f"{part} {which}: {time.time() - start:.0f} s"
+
+
+def tasks(p: Protocol) -> list[tuple]:
+    """The story's stacks, longest first (two workers finish together when the long ones start first)."""
+    return [("online", p.utd), ("dissection", "fixed"), ("dissection", "learned"), ("priming", None), ("online", 1)]
+
+
+def load(p: Protocol, out: Path) -> dict:
+    """Every run of the story, as {part: ...} for claim_scores (see there)."""
+    from .train import load_metrics
+
+    def arms(folder, names):
+        return {a: [load_metrics(folder / a / f"seed{s}") for s in p.seeds] for a in names}
+
+    return {
+        "dissection": {t: arms(out / "dissection" / t, DISSECT_ARMS) for t in ("fixed", "learned")},
+        "online": {p.utd: arms(out / "online" / f"utd{p.utd}", ONLINE_ARMS),
+                   1: arms(out / "online" / "utd1", ONLINE_UTD1_ARMS)},
+        "priming": arms(out / "priming", PRIMING_ARMS),
+    }
+
+
+def run(p: Protocol = Protocol(), out="docs/story", jobs: int = 2, progress: bool = True) -> list[str]:
+    """Run (or finish) every stack of the story, `jobs` at a time in worker processes of one thread each."""
+    import concurrent.futures
+    import multiprocessing
+
+    runs = Path(out) / "runs"
+    if jobs <= 1:
+        return [run_part(t, p, runs, progress) for t in tasks(p)]
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(run_part, t, p, runs, False) for t in tasks(p)]
+        lines = []
+        for f in concurrent.futures.as_completed(futures):
+            lines.append(f.result())
+            if progress:
+                print(lines[-1], flush=True)
+    return lines
+
+
+# ---- the report: every number and verdict in it is computed here from the runs
+UNVERIFIED = (
+    "Not verified from the paper itself (only its abstract and first page were available to us; no public code): "
+    "its exact hyperparameters, its exact momentum experiment (third-party accounts say it separates Adam's parts "
+    "with SGD+momentum and RMSProp; here Adam with the critic's beta1 at 0, 0.5 and 0.9 stands in for that), its "
+    "priming length (reported as 25k-100k updates on 1,000 samples), and its results on 2x256 networks over "
+    "hundreds of thousands of steps and on the dog tasks (GPU scale: tutorial 7 and --preset paper).")
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = ()) -> str:
+    counts = {v: sum(j["verdict"] == v for j in judged) for v in (stats.HOLDS, stats.CONTRADICTED, stats.UNRESOLVED)}
+    out = [f"# The paper's claims, measured (`{command}`)", "",
+           f"Protocol: {p}.", "",
+           "Each effect is IQM(arm A) - IQM(arm B) over seeds with a 95% stratified bootstrap interval (rliable); "
+           "HOLDS = the interval lies above 0, CONTRADICTED = below 0, UNRESOLVED = it contains 0 "
+           "(see minimal_ofn/stats.py and minimal_ofn/story.py for every definition).", "",
+           f"{counts[stats.HOLDS]} hold, {counts[stats.CONTRADICTED]} are contradicted, "
+           f"{counts[stats.UNRESOLVED]} are unresolved at this scale.", "",
+           "| # | the paper says | effect measured | IQM effect [95% CI] | seeds | verdict |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for k, j in enumerate(judged, 1):
+        c = j["claim"]
+        seeds = str(j["n"][0]) if j["one_sample"] else f"{j['n'][0]} vs {j['n'][1]}"
+        dropped = f" ({j['dropped']} non-finite dropped)" if j["dropped"] else ""
+        out.append(f"| {k} | {c.paper} | {c.measured.format(utd=p.utd)} | {_fmt(j['effect'])} "
+                   f"[{_fmt(j['low'])}, {_fmt(j['high'])}] | {seeds}{dropped} | **{j['verdict']}** |")
+    out += ["", UNVERIFIED, ""]
+    if lines:
+        out += ["Wall time of each stack (two at a time, one thread each): " + "; ".join(lines) + ".", ""]
+    out += ["Figures: story_dissection.png, story_online.png, story_priming.png.", ""]
+    return "\n".join(out)
+
+
+
+def figures(results: dict, p: Protocol, act_dim: dict, out: Path, gamma: float = 0.99) -> list[Path]:
+    """story_dissection.png, story_online.png, story_priming.png: the curves behind the claims."""
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_metric
+
+    def by_updates(runs):  # the dissection logs at one env step: put updates on the x axis
+        return [[{**r, "step": r["updates"]} for r in rows] for rows in runs]
+
+    def over_bound(runs, key):
+        return [[{**r, "ratio": abs(r[key]) / value_bound(r, act_dim["dissection"], gamma)} for r in rows]
+                for rows in runs]
+
+    written = []
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    for ax, (temp, key) in zip(axes, [("fixed", "q_replay"), ("fixed", "q_ood"), ("learned", "q_replay")]):
+        arms = {a: by_updates(over_bound(runs, key)) for a, runs in results["dissection"][temp].items()}
+        plot_metric(arms, "ratio", ax=ax, log=True,
+                    title=f"|Q| / B on {'D' if key == 'q_replay' else 'uniform'} actions, alpha {temp}")
+        ax.axhline(1.0, color="gray", lw=1, ls="--")
+        ax.set_xlabel("updates on the fixed buffer")
+    axes[0].legend(fontsize=7)
+    written.append(out / "story_dissection.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    gap = {f"{a} utd{u}": [[{**r, "gap": r["q_rollout"] - r["mc_soft_return"]} for r in rows] for rows in runs]
+           for u, arms in results["online"].items() for a, runs in arms.items()}
+    plot_metric(gap, "gap", ax=axes[0], title="Q - soft MC return on the policy's rollouts")
+    plot_metric({k: v for k, v in zip(gap, [r for arms in results["online"].values() for r in arms.values()])},
+                "eval_return", ax=axes[1], title="evaluation return")
+    axes[0].legend(fontsize=7)
+    written.append(out / "story_online.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    plot_metric(results["priming"], "eval_return", ax=axes[0], title=f"{p.priming_env}: evaluation return")
+    plot_metric(results["priming"], "q_replay", ax=axes[1], log=True, title="Q on replay actions")
+    axes[0].legend(fontsize=7)
+    written.append(out / "story_priming.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
+
+
+def act_dims(p: Protocol) -> dict:
+    from .envs import make_env
+
+    return {part: make_env(env, 0).action_space.shape[0]
+            for part, env in (("dissection", p.dissect_env), ("online", p.online_env), ("priming", p.priming_env))}
+
+
+def main(argv=None):
+    import dataclasses
+    import sys
+
+    from .train import Parser, cli
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = Parser(prog="python -m minimal_ofn.story", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="docs/story", help="story folder: runs/, story.md, figures")
+    parser.add_argument("--jobs", type=int, default=2, help="stacks run side by side, one thread each")
+    parser.add_argument("--report-only", action="store_true", help="judge the finished runs in --out; run nothing")
+    parser.add_argument("--no-progress", action="store_true")
+    for f in dataclasses.fields(Protocol):
+        kind = int if f.type in (int, "int") else float if f.type in (float, "float") else str
+        if f.name == "seeds":
+            parser.add_argument("--seeds", type=int, nargs="+")
+        elif f.type not in (bool, "bool"):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind)
+    args = parser.parse_args(argv)
+    command = " ".join(["python -m minimal_ofn.story", *argv])
+
+    def go():
+        changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Protocol)
+                   if getattr(args, f.name, None) is not None}
+        if "seeds" in changes:
+            changes["seeds"] = tuple(changes["seeds"])
+        p = Protocol(**changes)
+        if len(p.seeds) < 3:
+            raise ValueError("the story needs at least 3 seeds per arm for an interval")
+        out = Path(args.out)
+        lines = [] if args.report_only else run(p, out, args.jobs, not args.no_progress)
+        results, dims = load(p, out / "runs"), act_dims(p)
+        gamma = cfgmod.Config.gamma
+        judged = judge(claim_scores(results, p, dims, gamma))
+        text = report(p, judged, command, lines)
+        (out / "story.md").write_text(text)
+        figures(results, p, dims, out, gamma)
+        print(text)
+
+    cli(go)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The story's statistics and claim machinery, on synthetic runs whose answers are known."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+
+from minimal_ofn import stats, story
+from minimal_ofn.story import Protocol
+
+
+@pytest.mark.parametrize("shift, expected", [(5.0, stats.HOLDS), (-5.0, stats.CONTRADICTED), (0.0, stats.UNRESOLVED)])
+def test_effect_interval_and_verdict_follow_the_data(shift, expected):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(shift, 1.0, 5), rng.normal(0.0, 1.0, 5)
+    e = stats.effect(a, b)
+    assert e["effect"] == pytest.approx(trim_mean(a, 0.25) - trim_mean(b, 0.25))
+    assert e["low"] <= e["effect"] <= e["high"]
+    assert stats.verdict(e) == expected
+
+
+def test_iqm_ignores_one_wild_seed_and_one_sample_effect_is_against_zero():
+    assert stats.iqm([1.0, 2.0, 3.0, 4.0, 1e9]) == pytest.approx(3.0)  # middle three of five
+    e = stats.effect([0.9, 1.1, 1.0, 1.2, 0.8])
+    assert e["n"] == (5, 1) and e["low"] > 0 and stats.verdict(e) == stats.HOLDS
+    with pytest.raises(ValueError, match="finite"):
+        stats.effect([1.0, math.nan, 2.0], [0.0, 1.0, 2.0])
+
+
+def _row(step, **values):
+    base = dict.fromkeys(("q_replay", "q_ood", "q_rollout", "mc_soft_return", "eval_return", "adam_v_max"), math.nan)
+    return {"step": step, "updates": step, "max_reward": 1.0, "temperature": 0.0, **base, **values}
+
+
+def test_quantities_use_the_right_rows():
+    rows = [_row(1000, q_rollout=500.0, mc_soft_return=0.0),  # random phase: not overestimation
+            _row(1100, q_rollout=30.0, mc_soft_return=10.0, eval_return=50.0),
+            _row(1200, q_rollout=12.0, mc_soft_return=10.0, eval_return=50.0),  # carried-over eval: not counted
+            _row(1250, q_rollout=math.nan, mc_soft_return=10.0, eval_return=10.0)]
+    assert story.peak_overestimation(rows, seed_steps=1000) == 20.0
+    assert story.mean_return(rows, 1000, eval_every=250) == 10.0  # only the step-1250 evaluation
+    assert story.mean_return(rows, 1000, eval_every=50) == pytest.approx(110 / 3)  # a dip is averaged, not maxed
+    # B = (r_max + alpha |A| log 2) / (1 - gamma) = 100 here; |Q| 1000 is 10x beyond it
+    assert story.value_bound(rows[0], act_dim=6, gamma=0.99) == pytest.approx(100.0)
+    assert story.log_peak_over_bound([_row(0, q_replay=-1000.0), _row(1, q_replay=5.0)], "q_replay", 6, 0.99) == \
+        pytest.approx(1.0)
+    assert story.log_growth([_row(0, adam_v_max=1e-6), _row(1, adam_v_max=math.nan), _row(2, adam_v_max=1e-3)],
+                            "adam_v_max") == pytest.approx(3.0)
+
+
+def _synthetic(p: Protocol, diverging: set) -> dict:
+    """Runs where the arms in `diverging` have huge Q (and OFN-free arms overestimate online)."""
+    def runs(q, over=0.0, ret=10.0):  # seed s has the same noise in every arm: equal arms are equal
+        out = []
+        for s in p.seeds:
+            noise = np.random.default_rng(s).normal(0, 0.05)
+            rows = [_row(p.seed_steps, q_replay=q * (1 + noise), q_ood=q * (1 + noise), adam_v_max=1e-6,
+                         q_rollout=0.0, mc_soft_return=0.0, eval_return=0.0)]
+            rows += [_row(p.seed_steps + k * p.online_eval_every * p.priming_eval_every, q_replay=q,
+                          q_ood=q, adam_v_max=1e-3 if q > 1e3 else 1e-6, q_rollout=over * (1 + noise),
+                          mc_soft_return=0.0, eval_return=ret * (1 + noise)) for k in (1, 2)]
+            out.append(rows)
+        return out
+
+    d = {t: {a: runs(1e6 if a in diverging else 1.0) for a in story.DISSECT_ARMS} for t in ("fixed", "learned")}
+    online = {p.utd: {a: runs(1.0, over=0.0 if a == "ofn" else 100.0, ret=20.0 if a == "ofn" else 10.0)
+                      for a in story.ONLINE_ARMS},
+              1: {a: runs(1.0, over=1.0, ret=15.0) for a in story.ONLINE_UTD1_ARMS}}
+    priming = {a: runs(1e6 if a == "baseline+priming" else 1.0, ret=1.0 if a == "baseline+priming" else 10.0)
+               for a in story.PRIMING_ARMS}
+    return {"dissection": d, "online": online, "priming": priming}
+
+
+def test_verdicts_and_report_follow_synthetic_runs():
+    p = Protocol(seeds=(0, 1, 2, 3, 4))
+    results = _synthetic(p, diverging={"adam", "dropout", "l2"})  # beta1=0 and OFN do not diverge
+    judged = story.judge(story.claim_scores(results, p, {"dissection": 6, "online": 6, "priming": 1}), reps=300)
+    verdict = {j["claim"].key: j["verdict"] for j in judged}
+    assert verdict["overestimation"] == stats.HOLDS
+    assert verdict["diverges_seen"] == verdict["diverges_unseen"] == stats.HOLDS
+    assert verdict["momentum"] == verdict["momentum_learned"] == stats.HOLDS
+    assert verdict["moments_grow"] == stats.HOLDS
+    assert verdict["dropout_helps"] == verdict["l2_helps"] == stats.UNRESOLVED  # as diverged as Adam
+    assert verdict["ofn_stops_offline"] == verdict["ofn_stops_online"] == verdict["ofn_learns"] == stats.HOLDS
+    assert verdict["high_utd_hurts"] == stats.HOLDS  # 15 at UTD 1 against 10
+    assert verdict["priming_explodes"] == verdict["priming_slows"] == verdict["reset_recovers"] == stats.HOLDS
+    text = story.report(p, judged, "python -m minimal_ofn.story")
+    for k, j in enumerate(judged, 1):
+        line = next(t for t in text.splitlines() if t.startswith(f"| {k} |"))
+        assert line.endswith(f"**{j['verdict']}** |")
+    counts = [sum(j["verdict"] == v for j in judged) for v in (stats.HOLDS, stats.CONTRADICTED, stats.UNRESOLVED)]
+    assert f"{counts[0]} hold, {counts[1]} are contradicted, {counts[2]} are unresolved" in text
+
+    flipped = _synthetic(p, diverging={"critic_beta1=0", "ofn"})  # the opposite world
+    verdict = {j["claim"].key: j["verdict"]
+               for j in story.judge(story.claim_scores(flipped, p, {"dissection": 6, "online": 6, "priming": 1}),
+                                      reps=300)}
+    assert verdict["momentum"] == verdict["ofn_stops_offline"] == stats.CONTRADICTED
+    assert verdict["diverges_seen"] == stats.CONTRADICTED  # Adam itself stays below the bound here
+
+
+def test_priming_arms_prime_and_reset_right_after_priming():
+    p = Protocol(priming_updates=123)
+    arms = story.priming_arms(p)
+    assert arms["baseline"] == {} and arms["ofn"] == {"ofn": True}
+    assert arms["baseline+priming"] == {"priming_updates": 123}
+    assert arms["baseline+priming+reset"] == {"priming_updates": 123, "reset_every": 123, "reset_kind": "full"}
+    assert arms["ofn+priming"] == {"ofn": True, "priming_updates": 123}
