@@ -114,16 +114,14 @@ def dissect(configs: list[Config], updates: int, log_every: int, progress: bool 
     Returns each agent's rows (train.METRICS), one every `log_every` updates, with Q on D's
     actions (q_replay), on uniform actions (q_ood), on the policy's actions, Adam's moments and a
     Monte Carlo rollout of the current policy (q_rollout vs mc_soft_return)."""
-    from tqdm.auto import tqdm
-
+    from .progress import bar
     from .train import Lockstep
 
     run = Lockstep(configs, progress=False)
     while run.t < run.c0.seed_steps:
         run.env_step()
     rows = [[] for _ in configs]
-    for k in tqdm(range(1, updates + 1), desc=f"dissection x{run.n}", unit="update", disable=not progress,
-                  mininterval=1.0):
+    for k in bar(range(1, updates + 1), desc=f"dissection x{run.n}", unit="update", disable=not progress):
         run.sac.update(run.buffer.sample(run.c0.batch_size, run.generators))
         run.updates = k
         if k % log_every == 0:
@@ -295,7 +293,7 @@ def priming_arms(p: Protocol) -> dict:
 
 
 def _save_dissection(folder: Path, cfg: Config, rows: list[dict]) -> None:
-    from .train import _write_metrics as write_metrics
+    from .runs import write_metrics
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -308,7 +306,7 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
     import torch
 
     from .experiment import run_variants
-    from .train import load_metrics
+    from .runs import load_metrics
 
     torch.set_num_threads(1)  # the story runs two of these side by side on two cores
     start = time.time()
@@ -343,7 +341,7 @@ def tasks(p: Protocol) -> list[tuple]:
 
 def load(p: Protocol, out: Path) -> dict:
     """Every run of the story, as {part: ...} for claim_scores (see there)."""
-    from .train import load_metrics
+    from .runs import load_metrics
 
     def arms(folder, names):
         return {a: [load_metrics(folder / a / f"seed{s}") for s in p.seeds] for a in names}
@@ -471,7 +469,7 @@ def main(argv=None):
     import dataclasses
     import sys
 
-    from .train import Parser, cli
+    from .cli import Parser, cli
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(prog="python -m minimal_ofn.story", description=__doc__.split("\n\n")[0])
