@@ -1,0 +1,188 @@
+"""Grids on Ray: the same results as a local run, a killed worker resumed, a failing stack reported, clear errors.
+
+The Ray tests share one local Ray instance (2 CPUs, no dashboard). They are skipped only when Ray is not
+installed (the "cluster" extra)."""
+
+import csv
+import importlib.util
+import os
+import sys
+import signal
+import threading
+import time
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import minimal_ofn  # noqa: E402
+from minimal_ofn import cluster  # noqa: E402
+from minimal_ofn import experiment as ex  # noqa: E402
+from minimal_ofn.config import Config  # noqa: E402
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason='Ray is not installed: pip install -e ".[cluster]"')
+
+# 2 variants x 2 seeds in two stacks (priming changes the stack), the smallest nets that still run everything:
+# priming, the random phase, learning, evaluation, Monte Carlo diagnostics, checkpoints every 50 steps.
+GRID = ["--env", "Pendulum-v1", "--steps", "300", "--seed_steps", "50", "--utd", "2", "--batch_size", "16",
+        "--hidden", "16", "--log_every", "25", "--eval_every", "100", "--checkpoint_every", "50",
+        "--variants", "baseline", "ofn+priming", "--priming-updates", "20", "--seeds", "0", "1", "--no-progress"]
+RUNS = [f"utd2/{v}/seed{s}" for v in ("baseline", "ofn+priming") for s in (0, 1)]
+
+
+def _rows(folder):
+    """metrics.csv as text rows without the wall_time column (the one thing that differs between two machines)."""
+    with open(folder / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+
+
+def _assert_same_runs(a, b):
+    for run in RUNS:
+        rows = _rows(a / run)
+        assert rows and rows == _rows(b / run), run
+        assert rows[-1]["step"] == "300" and (b / run / "summary.json").exists(), run
+
+
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    ex.main([*GRID, "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    for attempt in range(2):
+        # On this shared 2-core machine Ray's helper processes sometimes miss the raylet's fixed start-up
+        # window (about 15 s); the second attempt finds their imports cached.
+        try:
+            cluster.connect()
+            break
+        except ex.RunError:
+            ray.shutdown()
+            if attempt:
+                raise
+    yield ray
+    ray.shutdown()
+
+
+# ---- no Ray needed
+def test_bad_launcher_input_is_one_line_and_names_the_extra(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    for argv, match in [(["--launcher", "slurm"], "invalid choice: 'slurm'"),
+                        (["--launcher", "ray", "--cpus-per-stack", "0"], "--cpus-per-stack must be > 0")]:
+        with pytest.raises(SystemExit) as exit_:
+            ex.main([*GRID, *argv, "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and len(err.splitlines()) == 1 and match in err, err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed: import ray fails
+    with pytest.raises(SystemExit) as exit_:
+        ex.main([*GRID, "--launcher", "ray", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert '"cluster" extra' in err and 'pip install -e ".[cluster]"' in err
+    assert not out.exists()  # nothing ran
+
+
+def test_a_stack_asks_for_one_gpu_only_where_there_is_one_and_its_config_may_use_it():
+    gpus = {"CPU": 16.0, "GPU": 4.0}
+    assert cluster.resources(Config(device="auto"), gpus, 2) == {"num_cpus": 2, "num_gpus": 1}
+    assert cluster.resources(Config(device="cuda:0"), gpus, 1) == {"num_cpus": 1, "num_gpus": 1}
+    assert cluster.resources(Config(device="cpu"), gpus, 1)["num_gpus"] == 0
+    assert cluster.resources(Config(device="auto"), {"CPU": 2.0}, 1)["num_gpus"] == 0
+
+
+# ---- on a local Ray instance
+@needs_ray
+def test_a_ray_grid_equals_the_local_grid_row_for_row(local_grid, ray_cluster, tmp_path, capsys):
+    @ray_cluster.remote
+    def where():
+        import minimal_ofn as m
+        return m.__file__
+
+    # Workers must run this checkout's code, not another install of the package.
+    assert ray_cluster.get(where.remote()) == minimal_ofn.__file__
+    ex.main([*GRID, "--launcher", "ray", "--out", str(tmp_path)])
+    _assert_same_runs(local_grid, tmp_path)
+    out = capsys.readouterr().out
+    assert "[stack 1/2] finished 2 runs" in out and "[stack 2/2] finished 2 runs" in out
+    assert "grid: 4 runs finished, 0 failed, 0 skipped" in out
+    assert (tmp_path / "figure_utd2.png").exists() and (tmp_path / "table_utd2.txt").exists()  # plot read it
+    ex.main([*GRID, "--launcher", "ray", "--out", str(tmp_path)])  # again: everything is loaded, nothing runs
+    assert "grid: 0 runs finished, 0 failed, 4 skipped" in capsys.readouterr().out
+
+
+def _descendants(pid):
+    """Processes below pid (this test's own local Ray: its raylet and workers), from /proc."""
+    parents = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                parents[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    below, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, parent in parents.items() if parent in frontier} - below
+        below |= frontier
+    return below
+
+
+def _kill_worker_after_first_checkpoint(run_dir, task_name, seen):
+    """Wait for run_dir's first checkpoint, then SIGKILL the Ray worker running task_name."""
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    for pid in _descendants(os.getpid()):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            continue
+        if title == f"ray::{task_name}":
+            os.kill(pid, signal.SIGKILL)
+            seen["pid"], seen["finished_before"] = pid, (run_dir / "summary.json").exists()
+            seen["rows"] = list(csv.DictReader(open(run_dir / "metrics.csv", newline="")))
+            return
+
+
+@needs_ray
+def test_a_killed_worker_is_retried_and_its_runs_resume_from_their_checkpoints(local_grid, ray_cluster, tmp_path,
+                                                                              capfd):
+    seen = {}
+    killer = threading.Thread(target=_kill_worker_after_first_checkpoint,
+                              args=(tmp_path / RUNS[0], "stack1", seen))  # stack 1: baseline, seeds 0 and 1
+    killer.start()
+    ex.main([*GRID, "--launcher", "ray", "--out", str(tmp_path)])
+    killer.join()
+    assert "pid" in seen and not seen["finished_before"], "the worker was not killed mid-run"
+    _assert_same_runs(local_grid, tmp_path)  # every run, the two killed ones included, as if never interrupted
+    # Resumed, not restarted: the rows up to the first checkpoint are the ones written before the kill.
+    after = list(csv.DictReader(open(tmp_path / RUNS[0] / "metrics.csv", newline="")))
+    before = [r for r in seen["rows"] if int(r["step"]) <= 50]
+    assert before and after[:len(before)] == before  # wall_time included: a rerun would have new times
+    assert "grid: 4 runs finished, 0 failed" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("launcher", ["local", pytest.param("ray", marks=needs_ray)])
+def test_a_stack_failing_on_its_own_is_reported_and_the_rest_of_the_grid_finishes(launcher, tmp_path, capsys,
+                                                                                 request):
+    if launcher == "ray":
+        request.getfixturevalue("ray_cluster")
+    base = Config(env="Pendulum-v1", steps=120, seed_steps=40, utd=1, batch_size=16, hidden=16, log_every=20,
+                  eval_every=60, checkpoint_every=40)
+    variants = {"baseline": {}, "diverges": {"critic_lr": 1e30, "priming_updates": 10}}  # its own stack
+    with pytest.raises(cluster.StacksFailed) as err:
+        ex.run_variants(base, variants, seeds=(0, 1), out=tmp_path, launcher=launcher)
+    message = str(err.value)
+    assert "1 of 2 stacks failed" in message and "non-finite loss" in message
+    assert str(tmp_path / "diverges" / "seed0") in message and str(tmp_path / "diverges" / "seed1") in message
+    assert "baseline" not in message
+    for seed in (0, 1):
+        assert (tmp_path / "baseline" / f"seed{seed}" / "summary.json").exists()
+        assert not (tmp_path / "diverges" / f"seed{seed}" / "summary.json").exists()
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "grid: 2 runs finished, 2 failed, 0 skipped" in out
