@@ -14,9 +14,10 @@ A stack is what a launcher schedules: one process, its agents updated together, 
 Faults:
 - A task that dies with its worker or node (killed, out of memory, node lost) is retried by Ray
   (max_retries=RETRIES). The retry resumes every run from its folder's checkpoint.pt
-  (train(..., resume=True)) instead of starting over. A task can die between two runs'
-  checkpoint writes, so the retry groups the folders by the step they stopped at and resumes
-  each group: an agent's results do not depend on who shares its stack, so this changes nothing.
+  (train(..., resume=True)) instead of starting over, and ends with the metrics of an
+  uninterrupted run. A task can also die between two runs' checkpoint writes: the retry then
+  resumes the folders in groups, by the step they stopped at (an agent's results do not depend on
+  who shares its stack, up to float rounding: tests/test_train.py).
 - A stack that fails for its own reasons (RunError: a bad config, NonFiniteLoss) is reported
   with its folders and error, and the rest of the grid goes on. At the end, run_stacks raises one
   StacksFailed naming every failed stack. Finished runs stay finished: the same command, run
@@ -116,7 +117,7 @@ def _run_on_ray(stacks, cpus_per_stack, train_fn, report) -> None:
     total = ray.cluster_resources()
     if cpus_per_stack > total.get("CPU", 0):
         raise RunError(f"--cpus-per-stack {cpus_per_stack:g} but the Ray cluster has {total.get('CPU', 0):g} CPUs")
-    task = ray.remote(_train_stack).options(max_retries=RETRIES, retry_exceptions=False)
+    task = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_train_stack)
     threads = max(1, int(cpus_per_stack))  # torch threads = the CPUs reserved: more would spin-wait on neighbours
     pending = {}
     # Largest stacks first (agents x updates): the grid ends sooner when the long ones start early.
