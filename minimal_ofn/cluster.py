@@ -55,9 +55,12 @@ class Stack:
     keys: list
 
     def where(self) -> str:
-        if self.dirs is None:
-            return f"{len(self.configs)} runs in memory"
-        return ", ".join(map(str, self.dirs))
+        """Every run folder (for a failure, which names them all)."""
+        return ", ".join(map(str, self.dirs)) if self.dirs is not None else self.label()
+
+    def label(self) -> str:
+        where = f"in {os.path.commonpath([str(d) for d in self.dirs])}" if self.dirs else "in memory"
+        return f"{len(self.configs)} runs {where}"
 
 
 def run_stacks(stacks, launcher="local", cpus_per_stack=1.0, progress=True, resume=True, skipped=0,
@@ -71,7 +74,7 @@ def run_stacks(stacks, launcher="local", cpus_per_stack=1.0, progress=True, resu
         raise RunError(f"unknown launcher {launcher!r}; launchers: {', '.join(LAUNCHERS)}")
     if not cpus_per_stack > 0:
         raise RunError(f"--cpus-per-stack must be > 0, got {cpus_per_stack}")
-    report = _Report(stacks, skipped, progress)
+    report = _Report(stacks, skipped, progress, per_stack=launcher == "ray")  # local: train's bar per stack
     if launcher == "local":
         for i, stack in enumerate(stacks):
             try:
@@ -134,9 +137,10 @@ def _run_on_ray(stacks, cpus_per_stack, train_fn, report) -> None:
                 try:
                     report.finished(i, ray.get(ref))
                 except ray.exceptions.RayTaskError as err:  # raised inside train: the stack's own failure
-                    if not isinstance(err.cause, RunError):  # a bug or a CUDA error: keep its traceback
+                    cause = err.cause or err
+                    if not isinstance(cause, RunError):  # a bug or a CUDA error: keep its traceback
                         print(f"{report.name(i)} traceback:\n{err}", file=sys.stderr)
-                    report.failed(i, err.cause)
+                    report.failed(i, cause)
                 except ray.exceptions.RayError as err:  # lost RETRIES + 1 times, or cancelled
                     report.failed(i, RunError(f"{type(err).__name__}: {str(err).splitlines()[0]}"))
             report.poll(pending.values())
@@ -178,8 +182,8 @@ def _stopped_at(folder: Path):
 
 # ---- progress and the summary
 class _Report:
-    def __init__(self, stacks, skipped, progress):
-        self.stacks, self.skipped, self.progress = stacks, skipped, progress
+    def __init__(self, stacks, skipped, progress, per_stack):
+        self.stacks, self.skipped, self.progress, self.per_stack = stacks, skipped, progress, per_stack
         self.rows, self.failures, self.start = {}, [], time.time()
         self.last = {}  # stack -> (time, step) of its last progress line
 
@@ -192,9 +196,10 @@ class _Report:
 
     def finished(self, i, rows) -> None:
         self.rows.update(zip(self.stacks[i].keys, rows))
-        runs = sum(len(s.keys) for s in self.stacks)
-        self.line(f"{self.name(i)} finished {len(rows)} runs ({self.stacks[i].where()}); "
-                  f"{len(self.rows)}/{runs} runs done, {_duration(time.time() - self.start)} so far")
+        if self.per_stack:
+            runs = sum(len(s.keys) for s in self.stacks)
+            self.line(f"{self.name(i)} finished: {self.stacks[i].label()}; "
+                      f"{len(self.rows)}/{runs} runs done, {_duration(time.time() - self.start)} so far")
 
     def failed(self, i, err) -> None:
         self.failures.append(f"{self.stacks[i].where()}: {err}")
@@ -216,7 +221,7 @@ class _Report:
                 per_step = (rows[-1]["wall_time"] - rows[-2]["wall_time"]) / (rows[-1]["step"] - rows[-2]["step"])
                 eta = f", ETA {_duration(per_step * (steps - step))}"
             self.last[i] = (now, step)
-            self.line(f"{self.name(i)} step {step}/{steps} ({len(stack.keys)} runs){eta}")
+            self.line(f"{self.name(i)} step {step}/{steps} ({stack.label()}){eta}")
 
     def close(self) -> dict:
         self.line(f"grid: {len(self.rows)} runs finished, {sum(len(s.keys) for s in self.stacks) - len(self.rows)} "

@@ -115,7 +115,7 @@ def test_a_ray_grid_equals_the_local_grid_row_for_row(local_grid, ray_cluster, t
     ex.main([*GRID, "--launcher", "ray", "--out", str(tmp_path)])
     _assert_same_runs(local_grid, tmp_path)
     out = capsys.readouterr().out
-    finished = re.findall(r"\[stack \d+/\d+\] finished (\d+) runs", out)  # a line per stack, as each one ends
+    finished = re.findall(r"\[stack \d+/\d+\] finished: (\d+) runs in ", out)  # a line per stack, as each ends
     assert finished and sum(map(int, finished)) == 4, out
     assert "grid: 4 runs finished, 0 failed, 0 skipped" in out
     assert (tmp_path / "figure_utd2.png").exists() and (tmp_path / "table_utd2.txt").exists()  # plot read it
