@@ -5,10 +5,12 @@ installed (the "cluster" extra)."""
 
 import csv
 import importlib.util
+import math
 import os
 import re
-import sys
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -174,6 +176,25 @@ def test_a_killed_worker_is_retried_and_its_runs_resume_from_their_checkpoints(l
     before = [r for r in seen["rows"] if int(r["step"]) <= 50]
     assert before and after[:len(before)] == before  # wall_time included: a rerun would have new times
     assert "grid: 4 runs finished, 0 failed" in capfd.readouterr().out
+
+
+@needs_ray
+def test_the_command_connects_to_the_cluster_ray_address_names(local_grid, ray_cluster, tmp_path):
+    address = ray_cluster.get_runtime_context().gcs_address  # the module's instance, as if started by `ray start`
+    env = {**os.environ, "RAY_ADDRESS": address, "OMP_NUM_THREADS": "1"}
+    argv = [*GRID[:GRID.index("--seeds")], "--seeds", "1", "--variants", "ofn", "--launcher", "ray"]
+    done = subprocess.run([sys.executable, "-m", "minimal_ofn.experiment", *argv, "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Started a local Ray instance" not in done.stderr  # it joined the running one
+    assert "grid: 1 runs finished, 0 failed, 0 skipped" in done.stdout
+    # Alone here, in a stack of four there: equal up to float rounding (as tests/test_train.py holds them).
+    alone, stacked = _rows(tmp_path / "utd2/ofn/seed1"), _rows(local_grid / "utd2/ofn/seed1")
+    assert len(alone) == len(stacked) == 12
+    for a, b in zip(alone, stacked):
+        for k in a:
+            x, y = float(a[k] or "nan"), float(b[k] or "nan")
+            assert (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-4), (k, x, y)
 
 
 @pytest.mark.parametrize("launcher", ["local", pytest.param("ray", marks=needs_ray)])
