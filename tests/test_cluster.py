@@ -96,6 +96,17 @@ def test_bad_launcher_input_is_one_line_and_names_the_extra(tmp_path, capsys, mo
     assert not out.exists()  # nothing ran
 
 
+def test_the_command_goes_on_to_the_next_utd_after_a_failed_stack_and_ends_with_one_line(tmp_path, capsys):
+    argv = ["--env", "Pendulum-v1", "--steps", "60", "--seed_steps", "20", "--batch_size", "16", "--hidden", "16",
+            "--log_every", "10", "--eval_every", "30", "--checkpoint_every", "20", "--critic_lr", "1e30",
+            "--utd", "1", "2", "--variants", "baseline", "--no-progress", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        ex.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and err.count("non-finite loss") == 2, err
+    assert str(tmp_path / "utd1" / "baseline" / "seed0") in err and str(tmp_path / "utd2" / "baseline" / "seed0") in err
+
+
 def test_a_stack_asks_for_one_gpu_only_where_there_is_one_and_its_config_may_use_it():
     gpus = {"CPU": 16.0, "GPU": 4.0}
     assert cluster.resources(Config(device="auto"), gpus, 2) == {"num_cpus": 2, "num_gpus": 1}
