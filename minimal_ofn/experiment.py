@@ -27,6 +27,7 @@ import torch
 from . import config as cfgmod
 from . import runs
 from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args
+from .cluster import LAUNCHERS, Stack, StacksFailed, run_stacks
 from .config import Config
 from .envs import make_env
 from .plots import entropy_allowance, seed_curve, story_figure, summary_numbers, summary_table
@@ -62,12 +63,14 @@ def _state(folder: Path, cfg: Config):
     return ("resume", runs.checkpoint_step(folder)) if state == "started" else "fresh"
 
 
-def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=True, resume=True) -> dict:
+def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=True, resume=True,
+                 launcher="local", cpus_per_stack=1.0) -> dict:
     """Run every variant x seed; return {variant: [rows of each seed]}.
 
     variants: {name: Config changes}. Everything that can share a stack runs in ONE
     lockstep train() call. With `out`, run (variant, seed) lives in out/<variant>/seed<k>/:
-    finished runs are loaded, unfinished ones resumed (resume=False: refuse to touch them)."""
+    finished runs are loaded, unfinished ones resumed (resume=False: refuse to touch them).
+    launcher, cpus_per_stack: where the stacks run (cluster.run_stacks)."""
     jobs = []
     for name, changes in variants.items():
         for seed in seeds:
@@ -80,7 +83,7 @@ def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=Tr
     groups = {}
     for job in jobs:
         groups.setdefault(cfgmod.stack_key(job[2]), []).append(job)
-    rows = {}
+    rows, stacks = {}, []
     for group in groups.values():
         if out is None or not resume:
             batches = [group]
@@ -93,10 +96,9 @@ def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=Tr
                 else:
                     batches.setdefault(state, []).append(job)
             batches = list(batches.values())
-        for batch in batches:
-            dirs = [j[3] for j in batch] if out is not None else None
-            for job, r in zip(batch, train([j[2] for j in batch], dirs, resume=resume, progress=progress)):
-                rows[job[0], job[1]] = r
+        stacks += [Stack([j[2] for j in batch], [j[3] for j in batch] if out is not None else None,
+                         [(j[0], j[1]) for j in batch]) for batch in batches]
+    rows.update(run_stacks(stacks, launcher, cpus_per_stack, progress, resume, skipped=len(rows), train_fn=train))
     return {name: [rows[name, seed] for seed in seeds] for name in variants}
 
 
@@ -332,6 +334,9 @@ def _run_main(argv):
     parser.add_argument("--out", required=True, help="results folder: OUT/utd<U>/<variant>/seed<k>/")
     parser.add_argument("--threads", type=int, help="torch threads (1 is far faster when the CPU is shared)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                        help="where the stacks run: here in turn (local), or as Ray tasks (ray; RAY_ADDRESS: a cluster)")
+    parser.add_argument("--cpus-per-stack", type=float, default=1.0, help="CPUs a Ray task reserves (default 1)")
     args = parser.parse_args(argv)
 
     def run():
@@ -347,8 +352,15 @@ def _run_main(argv):
                     base.replace(utd=u, **changes).validate()
                 except ValueError as err:
                     raise RunError(f"{name} at utd {u}: {err}") from None
+        failed = []
         for u in utds:
-            run_variants(base.replace(utd=u), variants, args.seeds, Path(args.out) / f"utd{u}", not args.no_progress)
+            try:
+                run_variants(base.replace(utd=u), variants, args.seeds, Path(args.out) / f"utd{u}", not args.no_progress,
+                             launcher=args.launcher, cpus_per_stack=args.cpus_per_stack)
+            except StacksFailed as err:  # the other UTD values still run
+                failed.append(str(err))
+        if failed:
+            raise StacksFailed(" ".join(failed))
         for path in plot_results(args.out):
             print(f"wrote {path}")
 
