@@ -109,6 +109,8 @@ class Lockstep:
         if self.t == c.seed_steps and c.priming_updates:
             prime(self.sac, self.buffer, c.priming_updates, self.progress)
             self.updates += c.priming_updates
+            for i, kind in reset_due(self.configs, self.updates):  # priming's updates count toward resets
+                self.sac.reset_agent(i, kind)
         if self.t >= c.seed_steps:
             for _ in range(c.utd):
                 self.sac.update(self.buffer.sample(c.batch_size, self.generators))
