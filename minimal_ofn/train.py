@@ -39,9 +39,7 @@ from . import config as cfgmod
 from .config import Config
 from .diagnostics import critic_diagnostics, monte_carlo, rollout
 from .envs import make_env, make_vec_env, stack_envs
-from .priming import prime
 from .replay import ReplayBuffer
-from .resets import reset_due
 from .sac import SAC
 
 METRICS = [
@@ -95,7 +93,7 @@ def _tree(fn, *trees):
 class Lockstep:
     """Everything a stack of agents needs: envs, replay, SAC, random streams, counters."""
 
-    def __init__(self, configs: list[Config], progress: bool = True):
+    def __init__(self, configs: list[Config], progress: bool = True, functions: dict | None = None):
         for c in configs:
             c.validate()
         keys = {cfgmod.stack_key(c) for c in configs}
@@ -114,7 +112,8 @@ class Lockstep:
         obs_dim = self.envs.single_observation_space.shape[0]
         self.act_dim = self.envs.single_action_space.shape[0]
         torch.manual_seed(seeds[0])  # nothing should draw from the global stream; this pins it if something does
-        self.sac = SAC(configs, obs_dim, self.act_dim, self.device, self.generators)
+        self.sac = SAC(configs, obs_dim, self.act_dim, self.device, self.generators, functions)
+        self.fn = self.sac.fn  # the functions this run uses (plug.py)
         self.buffer = ReplayBuffer(self.n, self.c0.buffer_size or self.c0.steps, obs_dim, self.act_dim, self.device)
         self.obs, _ = self.envs.reset(seed=seeds)
         self.t, self.updates = 0, 0
@@ -146,17 +145,23 @@ class Lockstep:
             self.episode_return[i] = 0.0
         self.t += 1
 
-    def learn(self) -> None:
-        c = self.c0
-        if self.t == c.seed_steps and c.priming_updates:
-            prime(self.sac, self.buffer, c.priming_updates, self.progress)
+    def update(self) -> None:
+        """One SAC update on a fresh batch (priming first, before the first one; resets when due)."""
+        c, fn = self.c0, self.fn
+        if self.t == c.seed_steps and self.updates == 0 and c.priming_updates:
+            fn.prime(self.buffer, self.sac.update, c.priming_updates, c.batch_size, self.generators)
             self.updates += c.priming_updates
-        if self.t >= c.seed_steps:
-            for _ in range(c.utd):
-                self.sac.update(self.buffer.sample(c.batch_size, self.generators))
-                self.updates += 1
-                for i, kind in reset_due(self.configs, self.updates):
-                    self.sac.reset_agent(i, kind)
+        self.sac.update(self.buffer.sample(c.batch_size, self.generators))
+        self.updates += 1
+        for i, cfg in enumerate(self.configs):
+            if fn.reset_due(cfg.reset_every, self.updates):
+                self.sac.reset_agent(i, cfg.reset_kind)
+
+    def learn(self) -> None:
+        """The updates that follow one environment step, outside utd_loop (bench.py times them this way)."""
+        if self.t >= self.c0.seed_steps:
+            for _ in range(self.c0.utd):
+                self.update()
 
     # ---- measuring
     def metrics(self, evaluate: bool, monte_carlo_rollout: bool) -> list[dict]:
@@ -311,11 +316,13 @@ def _prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
     return "fresh"
 
 
-def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, until=None) -> list[list[dict]]:
+def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, until=None,
+          functions=None) -> list[list[dict]]:
     """Train a stack of agents in lockstep; return each agent's metrics rows.
 
     configs: one Config per agent (or one Config). out_dirs: one folder per agent, or None
-    to keep everything in memory. until: stop (with a checkpoint) after this env step."""
+    to keep everything in memory. until: stop (with a checkpoint) after this env step.
+    functions: {name: function} run in place of the package's, e.g. {"adam_step": mine} (see plug.py)."""
     configs = [configs] if isinstance(configs, Config) else list(configs)
     outs = [Path(o) for o in out_dirs] if out_dirs is not None else None
     if outs is not None and len(outs) != len(configs):
@@ -331,7 +338,7 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     if len(set(states)) > 1:
         raise RunError(f"some of these runs are finished or started and some are not: {dict(zip(map(str, outs), states))}")
     try:
-        run = Lockstep(configs, progress)
+        run = Lockstep(configs, progress, functions)
     except ValueError as err:
         raise RunError(str(err)) from None
     rows = [[] for _ in configs]
@@ -349,9 +356,7 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
             state = run.agent_state(i)
             _atomic_write(o / name, lambda tmp: torch.save(state, tmp))
 
-    while run.t < end:
-        run.env_step()
-        run.learn()
+    def after_step():  # what the loop measures and saves once a step and its updates are done
         t = run.t
         if t % c.log_every == 0 or t == c.steps:
             evaluate = t % c.eval_every == 0 or t == c.steps
@@ -370,6 +375,16 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
         if outs and (t % c.checkpoint_every == 0 or t == end):
             save_checkpoint()
         bar.update(1)
+
+    def env_step():
+        if run.t > start:
+            after_step()
+        run.env_step()
+
+    start = run.t
+    run.fn.utd_loop(env_step, run.update, end - start, c.utd, c.seed_steps - start)
+    if run.t > start:
+        after_step()
     bar.close()
     if outs and run.t == c.steps:
         for i, o in enumerate(outs):
