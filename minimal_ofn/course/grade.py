@@ -1,37 +1,32 @@
-"""Grade exercise notebooks: run each in a fresh kernel, then the package's checks inside that kernel.
+"""Grade exercise notebooks where the learner's code cannot change the result.
 
-    python -m minimal_ofn.grade exercises/01_sac_utd1.ipynb
-    python -m minimal_ofn.grade submissions/ --json > grades.json     # every notebook below the folder
+    python -m minimal_ofn.course grade exercises/01_sac_utd1.ipynb
+    python -m minimal_ofn.course grade submissions/ --json > grades.json   # every notebook below the folder
 
 For each notebook:
-  1. papermill's parameterization injects RUN_EXPERIMENTS = False after the cell tagged
-     `parameters`, so the training cells are skipped;
-  2. nbclient runs the code cells one by one in a fresh `python3` kernel (working directory:
-     the notebook's folder), with a time limit per cell and one for the whole notebook. A cell
-     that raises or times out is noted and the next cell runs: one broken scratch cell does not
-     cost the functions defined after it. nbgrader's test cells are skipped (the checks below
-     are the same tests, run from the package where a learner cannot edit them);
-  3. one more cell, added by the grader, imports minimal_ofn.checks.<exercise> and runs every
-     check on the functions the notebook defined, writing a JSON report to a file.
+  1. the grader reads the file and keeps only the definitions of its code cells (imports of
+     allowed modules, defs, classes, constants: source.py). Nothing of the notebook is executed
+     in the grader's process, and the notebook is never run as a whole: a cell's side effects
+     (patches, IPython event hooks, files it writes, what it prints) never happen;
+  2. a graded function that is missing, imported from the package, or uses what grading
+     forbids (exec, open, __import__, the sys/os modules, ...) scores 0 for its part, saying why;
+  3. the kept definitions are compiled in a fresh child process (sandbox.py) that has torch
+     and numpy but not the package on its path; the checks (checks/) run here, in the grader's
+     process, and call the learner's functions in the child, which only sends back values
+     (read with torch.load(weights_only=True)). The comparisons, the points and the report
+     are made here. A call that hangs or kills its process fails that check only.
 
-Why run the checks inside the kernel instead of extracting the functions' source: a learner's
-function may use anything the notebook built (imports, helpers, constants from other cells),
-and only the executed kernel has all of it. The cost is that the checks share a process with
-the learner's code, as nbgrader's autograder tests do: fine for catching mistakes, not a
-defence against a learner who writes code to fool the grader. Run untrusted submissions in a
-container.
+The random inputs of the checks are drawn from a seed chosen anew for each grading (--seed
+fixes it; the report records it).
 
 Exit status: 0 when every check of every notebook passed, 1 otherwise, 2 for a usage error.
 """
 
 import argparse
 import json
-import logging
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -39,13 +34,10 @@ from pathlib import Path
 
 import nbformat
 
-from .checks import EXERCISES
-
-CELL_TIMEOUT = 60  # seconds for one cell of the learner's notebook
-TOTAL_TIMEOUT = 300  # seconds for all of them
-CHECK_TIMEOUT = 20  # seconds for one check (a learner's function that never returns fails that check)
-CHECKS_TIMEOUT = 180  # seconds for the whole checks cell
-PARAMETERS = {"RUN_EXPERIMENTS": False}
+from . import checks
+from .checks import EXERCISES, Refused
+from .learner import CALL_TIMEOUT, Sandbox
+from .source import extract
 
 
 def find_notebooks(paths) -> list[Path]:
@@ -72,16 +64,7 @@ def exercise_of(path: Path, nb=None) -> str | None:
 
 
 def _max_points(exercise: str | None) -> int:
-    if exercise is None:
-        return 0
-    from .checks import parts
-
-    return sum(parts(exercise).values())
-
-
-def _is_test_cell(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return bool(meta.get("grade")) and not meta.get("solution")
+    return sum(checks.parts(exercise).values()) if exercise else 0
 
 
 def _first_line(text: str, limit: int = 200) -> str:
@@ -89,17 +72,13 @@ def _first_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def grade_notebook(path, cell_timeout: float = CELL_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT,
-                   check_timeout: float = CHECK_TIMEOUT, parameters: dict | None = None,
-                   test_cells: bool = False) -> dict:
-    """Execute one notebook and check it. Never raises: every failure is part of the report.
-
-    parameters: injected after the notebook's `parameters` cell (default RUN_EXPERIMENTS = False).
-    test_cells: also run nbgrader's test cells (skipped by default: the checks are the same tests)."""
+def grade_notebook(path, check_timeout: float = CALL_TIMEOUT, seed: int | None = None) -> dict:
+    """Check one notebook's functions. Never raises: every failure is part of the report."""
     path = Path(path)
     start = time.monotonic()
+    seed = int.from_bytes(os.urandom(4), "little") % 1_000_000 if seed is None else int(seed)
     report = {"notebook": str(path), "exercise": None, "status": "error", "score": 0, "max_score": 0,
-              "error": None, "problems": [], "checks": [], "seconds": 0.0}
+              "error": None, "problems": [], "checks": [], "seed": seed, "seconds": 0.0}
     try:
         try:
             nb = nbformat.read(path, as_version=4)
@@ -112,18 +91,19 @@ def grade_notebook(path, cell_timeout: float = CELL_TIMEOUT, total_timeout: floa
             raise _Fail("cannot tell which exercise this is: keep the notebook's metadata or put its number "
                         f"(01 to {EXERCISES[-1][:2]}) in the file name")
         report["max_score"] = _max_points(exercise)
-        with tempfile.TemporaryDirectory(prefix="minimal_ofn_grade_") as tmp:
-            result_file = Path(tmp) / "checks.json"
-            report["problems"] = _execute(nb, path.parent, exercise, result_file, cell_timeout, total_timeout,
-                                          check_timeout, {**PARAMETERS, **(parameters or {})}, test_cells)
-            if not result_file.exists():
-                raise _Fail("the checks did not run: " + (report["problems"][-1] if report["problems"]
-                                                           else "no report from the kernel"))
-            result = json.loads(result_file.read_text())
-        if result.get("error"):
-            raise _Fail(result["error"])
-        report["checks"] = result["checks"]
-        report["score"] = sum(c["points"] for c in result["checks"])
+        names = checks.graded_names(exercise)
+        found = extract(nb, names)
+        report["problems"] = list(found.problems)
+        with Sandbox(found.source, check_timeout) as box:
+            box.start()
+            if box.load_error:
+                kind, message, where = box.load_error
+                report["problems"].append(f"your definitions raised {kind}: {_first_line(message)}"
+                                          f"{' at ' + where if where else ''}")
+            functions = {name: Refused(found.refused[name]) if name in found.refused else box.function(name)
+                         for name in names}
+            report["checks"] = checks.run(exercise, functions, seed)
+        report["score"] = sum(c["points"] for c in report["checks"])
         report["status"] = "graded"
     except _Fail as err:
         report["error"] = str(err)
@@ -137,84 +117,10 @@ class _Fail(Exception):
     pass
 
 
-def _execute(nb, folder: Path, exercise: str, result_file: Path, cell_timeout, total_timeout, check_timeout,
-             parameters: dict, test_cells: bool):
-    """Run the notebook's code cells, then the checks cell; return the problems met (one line each)."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
-    from papermill.parameterize import parameterize_notebook
-
-    logging.getLogger("papermill").setLevel(logging.ERROR)  # "no cell tagged parameters" is fine: injected on top
-    nb.metadata.setdefault("papermill", {})
-    for k, cell in enumerate(nb.cells):
-        cell.metadata.setdefault("tags", [])  # what papermill's own loader ensures before it parameterizes
-        cell.metadata["_grader_index"] = k  # the cell's number in the learner's file, for the report
-    nb = parameterize_notebook(nb, parameters, kernel_name="python3", language="python")
-    learner_cells = [(k, c) for k, c in enumerate(nb.cells)
-                     if c.cell_type == "code" and (test_cells or not _is_test_cell(c))]
-    checks_cell = nbformat.v4.new_code_cell(
-        "import minimal_ofn.checks as _minimal_ofn_checks\n"
-        f"_minimal_ofn_checks.report({exercise!r}, globals(), {str(result_file)!r})")
-    nb.cells.append(checks_cell)
-    # One thread per kernel: graders often run side by side, and the checks are small.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-           "MINIMAL_OFN_GRADING": "1", "MINIMAL_OFN_CHECK_TIMEOUT": str(check_timeout)}
-    client = NotebookClient(
-        nb, timeout=cell_timeout, kernel_name="python3", allow_errors=False, interrupt_on_timeout=True,
-        error_on_timeout={"ename": "CellTimeout", "evalue": "", "traceback": []}, startup_timeout=60,
-        resources={"metadata": {"path": str(folder)}}, record_timing=False, log=_QUIET)
-    problems = []
-
-    def run(k, cell, limit, what) -> bool:
-        """Run one cell; note what went wrong; False when the kernel is gone."""
-        client.timeout = max(1, int(limit))
-        try:
-            client.execute_cell(cell, k)
-        except CellExecutionError as err:
-            if err.ename == "CellTimeout":
-                problems.append(f"{what} did not finish within {client.timeout} s and was interrupted")
-            else:
-                problems.append(f"{what} raised {err.ename}: {_first_line(err.evalue)}")
-        except DeadKernelError:
-            problems.append(f"the kernel died while running {what} (out of memory, or the code ended the process)")
-            return False
-        return True
-
-    try:
-        # The kernel's own stderr is only its log (a TCP warning); the learner's errors come back as messages.
-        with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):
-            deadline = time.monotonic() + total_timeout  # the kernel's start-up does not count
-            for k, cell in learner_cells:
-                remaining = deadline - time.monotonic()
-                if remaining < 1:
-                    problems.append(f"the notebook ran longer than {total_timeout:g} s in total; cells from "
-                                    f"{_label(k, cell)} on were not run")
-                    break
-                if not run(k, cell, min(cell_timeout, remaining), _label(k, cell)):
-                    return problems
-            run(len(nb.cells) - 1, checks_cell, max(CHECKS_TIMEOUT, 12 * check_timeout), "the checks")
-    except DeadKernelError:
-        problems.append("the kernel died (out of memory, or the code ended the process)")
-    except RuntimeError as err:  # the kernel did not start
-        problems.append(f"the kernel could not start: {_first_line(err)}")
-    return problems
-
-
-_QUIET = logging.getLogger("minimal_ofn.grade.kernel")  # nbclient's own timeout messages: the report has them
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
-
-
-def _label(k: int, cell) -> str:
-    if "_grader_index" not in cell.metadata:
-        return "the injected parameters cell"
-    first = next((line for line in cell.source.splitlines() if line.strip()), "")
-    return f"cell {cell.metadata['_grader_index']} ({_first_line(first, 50)!r})"
-
-
 # ---- reports
 def format_report(r: dict) -> str:
-    head = f"{r['notebook']}  exercise {r['exercise'] or '?'}  score {r['score']}/{r['max_score']}  ({r['seconds']} s)"
+    head = (f"{r['notebook']}  exercise {r['exercise'] or '?'}  score {r['score']}/{r['max_score']}  "
+            f"({r['seconds']} s, seed {r.get('seed')})")
     lines = [head]
     if r["error"]:
         lines.append(f"  NOT GRADED: {r['error']}")
@@ -255,14 +161,12 @@ def _grade_args(args):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minimal_ofn.grade", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m minimal_ofn.course grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="notebooks, or folders to search for notebooks")
     parser.add_argument("--json", action="store_true", help="print a JSON list of reports instead of text")
-    parser.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, help=f"seconds per cell ({CELL_TIMEOUT})")
-    parser.add_argument("--timeout", type=float, default=TOTAL_TIMEOUT,
-                        help=f"seconds for one notebook's cells in total ({TOTAL_TIMEOUT})")
-    parser.add_argument("--check-timeout", type=float, default=CHECK_TIMEOUT,
-                        help=f"seconds for one check of a learner's function ({CHECK_TIMEOUT})")
+    parser.add_argument("--check-timeout", type=float, default=CALL_TIMEOUT,
+                        help=f"seconds for one call of a learner's function ({CALL_TIMEOUT:g})")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the checks' random inputs (default: a new one)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (1)")
     args = parser.parse_args(argv)
     try:
@@ -273,7 +177,7 @@ def main(argv=None) -> int:
     if not notebooks:
         print(f"error: no notebooks in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    jobs = [(p, args.cell_timeout, args.timeout, args.check_timeout) for p in notebooks]
+    jobs = [(p, args.check_timeout, args.seed) for p in notebooks]
     if args.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(args.jobs, len(jobs)), mp_context=get_context("spawn")) as pool:
             reports = list(pool.map(_grade_args, jobs))
