@@ -12,6 +12,7 @@ dies, is an exception in the check that made the call; the next call starts a fr
 """
 
 import dataclasses
+import inspect
 import io
 import os
 import subprocess
@@ -56,8 +57,8 @@ class Sandbox:
         self.close()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        bootstrap = ("import sys; sys.path[:0] = sys.argv[3:]; sys.argv = sys.argv[:3]; "
-                     f"exec(compile(open({sandbox.__file__!r}).read(), {sandbox.__file__!r}, 'exec'))")
+        # The child's program is sandbox.py's text (read through its loader: the package may be a zipped wheel).
+        bootstrap = "import sys; sys.path[:0] = sys.argv[3:]; sys.argv = sys.argv[:3]\n" + inspect.getsource(sandbox)
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": os.environ.get("PATH", ""),
                "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
