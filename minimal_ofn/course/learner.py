@@ -108,7 +108,7 @@ class Sandbox:
             raise _exception(*value)
         out, given, grads, generators = value
         _copy_back((args, kwargs), self._decode(given))  # in-place changes the learner made to its arguments
-        for g, state in zip(_generators((args, kwargs)), generators):
+        for g, state in zip(sandbox._leaves((args, kwargs), torch.Generator), generators):
             if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
                 g.set_state(state)
         out = self._decode(out)
@@ -266,6 +266,3 @@ def _copy_back(mine, theirs) -> None:
             if k in theirs:
                 _copy_back(mine[k], theirs[k])
 
-
-def _generators(tree):
-    return sandbox._generators(tree)

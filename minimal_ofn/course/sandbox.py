@@ -203,7 +203,7 @@ class Child:
         if not callable(fn):
             return ("error", ("NameError", f"{name} is not defined", ""))
         args, kwargs = _decode(args), _decode(kwargs)
-        tensors = _tensors((args, kwargs))
+        tensors = _leaves((args, kwargs), torch.Tensor)
         try:
             with torch.enable_grad():
                 out = fn(*args, **kwargs)
@@ -216,7 +216,7 @@ class Child:
                         grads = list(torch.autograd.grad(out.sum(), wrt, allow_unused=True))
         except BaseException as err:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are the learner's too
             return ("error", _describe(err))
-        generators = [g.get_state() for g in _generators((args, kwargs))]
+        generators = [g.get_state() for g in _leaves((args, kwargs), torch.Generator)]
         return ("ok", (encode(out), encode((args, kwargs)), None if grads is None else encode(grads), generators))
 
 
@@ -243,33 +243,17 @@ class LearnerError(Exception):
     """An exception of a type the grader does not know, raised by the learner's code."""
 
 
-def _tensors(tree, out=None):
-    import torch
-
+def _leaves(tree, kind, out=None):
+    """The values of type `kind` in a tree of lists, tuples and dicts, in order."""
     out = [] if out is None else out
-    if isinstance(tree, torch.Tensor):
+    if isinstance(tree, kind):
         out.append(tree)
     elif type(tree) in (list, tuple):
         for v in tree:
-            _tensors(v, out)
+            _leaves(v, kind, out)
     elif type(tree) is dict:
         for v in tree.values():
-            _tensors(v, out)
-    return out
-
-
-def _generators(tree, out=None):
-    import torch
-
-    out = [] if out is None else out
-    if isinstance(tree, torch.Generator):
-        out.append(tree)
-    elif type(tree) in (list, tuple):
-        for v in tree:
-            _generators(v, out)
-    elif type(tree) is dict:
-        for v in tree.values():
-            _generators(v, out)
+            _leaves(v, kind, out)
     return out
 
 
