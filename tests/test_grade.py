@@ -202,10 +202,21 @@ def test_a_cheat_beside_a_correct_function_does_not_help_the_other_part(tmp_path
 
 
 def test_the_child_process_cannot_import_the_package():
-    """Even code that got past the source checks (here: given to the sandbox directly) cannot import it."""
-    source = "def probe():\n    try:\n        import minimal_ofn\n    except ImportError as err:\n        return str(err)\n"
+    """Even code that got past the source checks (here: given to the sandbox directly) cannot import it: the
+    guarded import refuses, and the package is neither loaded nor findable on the child's path."""
+    source = ("import typing\n"
+              "def probe():\n"
+              "    try:\n"
+              "        import minimal_ofn\n"
+              "    except ImportError as err:\n"
+              "        refused = str(err)\n"
+              "    sys = typing.sys\n"
+              "    util = sys.modules.get('importlib.util') or sys.modules['importlib'].util\n"
+              "    loaded = [m for m in sys.modules if m.startswith('minimal_ofn')]\n"
+              "    return refused, loaded, util.find_spec('minimal_ofn') is None\n")
     with Sandbox(source) as box:
-        assert "not allowed" in box.function("probe")()
+        refused, loaded, unfindable = box.function("probe")()
+    assert "not allowed" in refused and loaded == [] and unfindable
 
 
 # ---- bad input
