@@ -20,21 +20,18 @@ import numpy as np
 import torch
 
 
-def srank(features: torch.Tensor, delta: float = 0.01) -> torch.Tensor:
-    """Effective rank of features [..., B, d] (batched over leading axes)."""
-    finite = torch.isfinite(features).all(-1).all(-1)  # a diverged critic must not crash the logging
-    sigma = torch.linalg.svdvals(torch.where(finite[..., None, None], features, 0.0))
-    cumulative = sigma.cumsum(-1) / sigma.sum(-1, keepdim=True).clamp_min(1e-12)
-    rank = ((cumulative < 1.0 - delta).sum(-1) + 1).float()
-    return torch.where(finite, rank, float("nan"))
+def srank(features, delta=0.01):
+    """Effective rank of features [..., B, d]: the smallest k whose top-k singular values reach (1 - delta) of the sum."""
+    sigma = torch.linalg.svdvals(features)
+    share = sigma.cumsum(-1) / sigma.sum(-1, keepdim=True).clamp_min(1e-12)
+    return (share < 1.0 - delta).sum(-1) + 1
 
 
-def discounted_returns(rewards, gamma: float) -> np.ndarray:
-    """Monte Carlo return-to-go G_t = r_t + gamma G_{t+1}, with G_T = 0 after the last reward."""
-    rewards = np.asarray(rewards, dtype=np.float64)
-    out = np.zeros_like(rewards)
+def discounted_returns(rewards, gamma):
+    """G_t = r_t + gamma * G_{t+1}, with G_T = 0 after the last reward; one return per reward."""
+    out = np.zeros(len(rewards))
     running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
+    for t in reversed(range(len(rewards))):
         running = rewards[t] + gamma * running
         out[t] = running
     return out
@@ -61,7 +58,7 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
         "q_ood": sac.critic(s, ood_a).mean((1, 2)),
         "feature_norm": phi.norm(dim=-1).mean((1, 2)),
         "head_weight_norm": sac.critic.head.weight.flatten(2).norm(dim=-1).mean(1),
-        "srank": srank(phi[:, 0]),
+        "srank": _srank_or_nan(sac.fn.srank, phi[:, 0]),
         "adam_m_mean": m.mean(1),
         "adam_m_max": m.amax(1),
         "temperature": sac.log_alpha.exp(),
@@ -73,6 +70,13 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
         grads = sac.last_critic_grads
         out["grad_norm"] = torch.cat([grads[slot[id(p)]].reshape(n, -1) for p in linear], 1).norm(dim=1)
     return {k: v.tolist() for k, v in out.items()}
+
+
+def _srank_or_nan(srank_fn, features):
+    """srank per agent, NaN for an agent whose features are not finite (a diverged critic must not crash logging)."""
+    finite = torch.isfinite(features).all(-1).all(-1)
+    rank = srank_fn(torch.where(finite[..., None, None], features, 0.0)).float()
+    return torch.where(finite, rank, float("nan"))
 
 
 @torch.no_grad()
@@ -121,8 +125,8 @@ def monte_carlo(sac, envs, generators, device, gammas, seeds) -> dict:
     for (_, rewards, qs, log_probs), gamma, alpha in zip(results, gammas, alphas):
         half = max(1, len(rewards) // 2)
         bonus = -alpha * np.asarray(log_probs)
-        soft = discounted_returns(np.asarray(rewards) + bonus, gamma) - bonus  # no bonus for a_t itself
-        q, g = float(np.mean(qs[:half])), float(np.mean(discounted_returns(rewards, gamma)[:half]))
+        soft = sac.fn.discounted_returns(np.asarray(rewards) + bonus, gamma) - bonus  # no bonus for a_t itself
+        q, g = float(np.mean(qs[:half])), float(np.mean(sac.fn.discounted_returns(rewards, gamma)[:half]))
         out["q_rollout"].append(q)
         out["mc_return"].append(g)
         out["mc_soft_return"].append(float(np.mean(soft[:half])))

@@ -63,12 +63,22 @@ class StackedLinear(nn.Module):
         return y.view(*x.shape[:-1], -1)
 
 
+def dropout_mask(p, shape, generator):
+    """Inverted-dropout mask: 0 with probability p, else 1 / (1 - p), so that E[mask * x] = x.
+
+    Drawn from `generator` (one per agent), on the generator's device."""
+    keep = torch.rand(shape, generator=generator, device=generator.device) >= p
+    return keep.float() / (1.0 - p)
+
+
 def _agent_mask(values, n: int, device) -> torch.Tensor:
     return torch.as_tensor(values, device=device).view(n, *([1] * 3))
 
 
 class Critic(nn.Module):
     """Twin Q networks for N agents: forward(s [N,B,ds], a [N,B,da]) -> Q [N, 2, B]."""
+
+    ofn_fn = staticmethod(ofn_normalize)  # SAC puts a run's own OFN function here (plug.py)
 
     def __init__(self, n, obs_dim, act_dim, hidden, depth, ofn, dropout, layer_norm, device=None):
         super().__init__()
@@ -95,7 +105,7 @@ class Critic(nn.Module):
                 self.ln_scale[i].fill_(1.0)
                 self.ln_shift[i].zero_()
 
-    def dropout_masks(self, batch: int, generators) -> list | None:
+    def dropout_masks(self, batch: int, generators, mask_fn=dropout_mask) -> list | None:
         """One Bernoulli(1-p)/(1-p) mask per hidden layer, drawn from each agent's own stream.
 
         Agents with p = 0 draw nothing, so an agent's random stream is the same alone
@@ -108,8 +118,7 @@ class Critic(nn.Module):
             per_agent = []
             for p, g in zip(self.dropout, generators):
                 if p > 0:
-                    u = torch.rand(2, batch, self.hidden, generator=g, device=device)
-                    per_agent.append((u >= p).float() / (1.0 - p))
+                    per_agent.append(mask_fn(p, (2, batch, self.hidden), g))
                 else:
                     per_agent.append(torch.ones(2, batch, self.hidden, device=device))
             masks.append(torch.stack(per_agent))
@@ -131,7 +140,7 @@ class Critic(nn.Module):
                 x = torch.where(self._ln_mask, ln, x)
             x = F.relu(x)
         if any(self.ofn):
-            x = torch.where(self._ofn_mask, ofn_normalize(x), x)
+            x = torch.where(self._ofn_mask, self.ofn_fn(x), x)
         return x
 
     def forward(self, obs, act, masks=None, detach=False):
@@ -140,6 +149,8 @@ class Critic(nn.Module):
 
 class Actor(nn.Module):
     """Tanh-Gaussian policy for N agents: obs [N, B, ds] -> action [N, B, da], log pi [N, B]."""
+
+    ofn_fn = staticmethod(ofn_normalize)
 
     def __init__(self, n, obs_dim, act_dim, hidden, depth, ofn, device=None):
         super().__init__()
@@ -161,7 +172,7 @@ class Actor(nn.Module):
         for layer in self.layers:
             x = F.relu(layer(x))
         if any(self.ofn):
-            x = torch.where(self._ofn_mask, ofn_normalize(x), x)
+            x = torch.where(self._ofn_mask, self.ofn_fn(x), x)
         mu, log_std = self.head(x).chunk(2, dim=-1)
         # Squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive).
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)

@@ -19,10 +19,8 @@ The norm is taken over the feature axis of each sample, never over the batch:
 normalizing over the batch would couple samples and leave single rows unbounded.
 """
 
-import torch
-import torch.nn.functional as F
 
-
-def ofn(features: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """phi / max(||phi||, eps) along the last (feature) axis."""
-    return F.normalize(features, p=2.0, dim=-1, eps=eps)
+def ofn(features, eps=1e-12):
+    """phi / max(||phi||_2, eps), the norm over the last (feature) axis of each sample."""
+    norm = features.norm(dim=-1, keepdim=True)
+    return features / norm.clamp_min(eps)

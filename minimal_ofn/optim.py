@@ -19,40 +19,67 @@ SGD (kind="sgd"), as in torch.optim.SGD with dampening 0:  m <- beta1 m + g;  p 
 Why not torch.optim.Adam itself: its hyperparameters are one number per
 parameter group, while here a parameter tensor holds many agents that may each
 use a different lr, beta1 or weight decay, and a reset restarts one agent's step
-count. So the Adam step runs torch's own fused kernel (what torch.optim.Adam(fused=True)
-runs: one pass over memory instead of eight elementwise ops per tensor) on each
-agent's slice of every tensor, one call per group of agents that share their
-hyperparameters. `step_reference` is the same update written out in tensor ops,
-with every per-agent number broadcast over the agent axis: read it to see what
-the kernel does. Both match torch.optim.Adam/AdamW/SGD (tests/test_optim.py).
+count. So `adam_step` and `decoupled_weight_decay` below are written for tensors
+whose per-agent numbers broadcast over the agent axis, and StackedOptimizer.step
+calls them. When they are the package's own (not a learner's, see plug.py), the
+step takes a fast path instead: torch's fused AdamW kernel (what
+torch.optim.AdamW(fused=True) runs: one pass over memory instead of eight
+elementwise ops per tensor) on each agent's slice of every tensor, one call per
+group of agents that share their hyperparameters. tests/test_optim.py holds the
+two paths equal; both match torch.optim.Adam/AdamW/SGD.
 """
 
 import torch
 
 
+def adam_step(param, grad, m, v, t, lr, beta1, beta2, eps=1e-8):
+    """One Adam step; returns the new (param, m, v). t counts from 1; lr, betas and t may be per-agent [N, 1]."""
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    return param - lr * m_hat / (v_hat.sqrt() + eps), m, v
+
+
+def decoupled_weight_decay(param, lr, weight_decay):
+    """AdamW's decay, applied to the weights apart from the gradient step: p * (1 - lr * weight_decay)."""
+    return param * (1 - lr * weight_decay)
+
+
+def without_momentum(cfg):
+    """A copy of cfg whose critic and actor Adam optimizers have no momentum (beta1 = 0): the paper's ablation."""
+    return cfg.replace(critic_beta1=0.0, actor_beta1=0.0)
+
+
 class StackedOptimizer:
-    def __init__(self, params, n, lr, beta1, beta2=0.999, eps=1e-8, weight_decay=0.0, kind="adam"):
+    """One optimizer over stacked parameters [N, ...], hyperparameters per agent.
+
+    adam_step, decoupled_weight_decay: the functions the step runs (a learner's, through plug.py);
+    the package's own ones take the fused fast path."""
+
+    def __init__(self, params, n, lr, beta1, beta2=0.999, eps=1e-8, weight_decay=0.0, kind="adam",
+                 adam_step=adam_step, decoupled_weight_decay=decoupled_weight_decay):
         if kind not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {kind!r}: use 'adam' or 'sgd'")
         self.params, self.n, self.kind, self.eps = list(params), n, kind, eps
+        self.adam_step, self.decoupled_weight_decay = adam_step, decoupled_weight_decay
+        self.fused = kind == "adam" and adam_step is globals()["adam_step"] and (
+            decoupled_weight_decay is globals()["decoupled_weight_decay"])
         device = self.params[0].device
 
         def per_agent(x):
             return torch.as_tensor(x, dtype=torch.float32, device=device).expand(n).reshape(n, 1).clone()
 
         self.lr, self.beta1, self.beta2, self.weight_decay = map(per_agent, (lr, beta1, beta2, weight_decay))
-        # Per-agent constants, computed once: the step runs a few thousand times a second.
-        self.decay = 1 - self.lr * self.weight_decay
-        self.one_minus_beta1, self.one_minus_beta2 = 1 - self.beta1, 1 - self.beta2
         self.use_decay = bool((self.weight_decay != 0).any())
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params] if kind == "adam" else []
-        # Adam: agents that share (lr, beta1, beta2, weight decay) as python numbers get one kernel call, over
-        # their slices [params, m, v, step counts]. A slice of a tensor is contiguous, and each agent's step
-        # count is read from step_count (no host sync).
+        # Fast path: agents that share (lr, beta1, beta2, weight decay) as python numbers get one kernel call,
+        # over their slices [params, m, v, step counts]. A slice of a tensor is contiguous, and each agent's
+        # step count is read from step_count (no host sync).
         self.groups = []
-        if kind == "adam":
+        if self.fused:
             hyper = [tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in range(n)]
             for h in dict.fromkeys(hyper):
                 agents = [i for i in range(n) if hyper[i] == h]
@@ -62,8 +89,8 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, grads) -> None:
-        if self.kind != "adam":
-            return self.step_reference(grads)
+        if not self.fused:
+            return self.step_readable(grads)
         self.step_count += 1
         for (lr, beta1, beta2, wd), agents, (p, m, v, t) in self.groups:
             g = [grad[i].contiguous() for i in agents for grad in grads]  # the kernel reads memory in order
@@ -72,26 +99,21 @@ class StackedOptimizer:
                                 amsgrad=False, maximize=False)
 
     @torch.no_grad()
-    def step_reference(self, grads) -> None:
-        """The step in plain tensor ops, every per-agent number broadcast over the agent axis."""
+    def step_readable(self, grads) -> None:
+        """The step as adam_step (after decoupled_weight_decay) on every tensor viewed as [agent, everything else]."""
         self.step_count += 1
         n = self.n
-        if self.kind == "adam":
-            step_size = self.lr / (1 - self.beta1**self.step_count)
-            bias2_sqrt = (1 - self.beta2**self.step_count).sqrt()
         for i, (p, g) in enumerate(zip(self.params, grads)):
-            # View every tensor as [agent, everything else] so per-agent numbers broadcast.
             p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
-            if self.kind == "sgd":
+            if self.kind == "sgd":  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
                 m.mul_(self.beta1).add_(g)
                 p.sub_(self.lr * m)
                 continue
             v = self.v[i].view(n, -1)
-            if self.use_decay:
-                p.mul_(self.decay)
-            m.lerp_(g, self.one_minus_beta1)
-            v.lerp_(g * g, self.one_minus_beta2)
-            p.addcdiv_(m * step_size, v.sqrt().div_(bias2_sqrt).add_(self.eps), value=-1.0)
+            new_p = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
+            new_p, new_m, new_v = self.adam_step(new_p, g, m, v, self.step_count, self.lr, self.beta1, self.beta2,
+                                                 self.eps)
+            p.copy_(new_p), m.copy_(new_m), v.copy_(new_v)
 
     @torch.no_grad()
     def reset_agent(self, i: int) -> None:

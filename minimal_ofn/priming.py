@@ -11,10 +11,8 @@ explode during priming, and that with OFN the same priming does little harm: the
 damage comes from divergence, not from the early data as such.
 """
 
-from tqdm.auto import tqdm
 
-
-def prime(sac, buffer, updates: int, progress: bool = True) -> None:
-    """Run `updates` SAC updates on what the buffer holds now (the random seed transitions)."""
-    for _ in tqdm(range(updates), desc="priming", disable=not progress, leave=False, mininterval=1.0):
-        sac.update(buffer.sample(sac.batch_size, sac.generators))
+def prime(buffer, update, updates, batch_size, generators):
+    """Run `updates` updates, each on a new batch sampled from what the buffer holds now."""
+    for _ in range(updates):
+        update(buffer.sample(batch_size, generators))

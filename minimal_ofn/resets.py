@@ -13,6 +13,6 @@ SAC.reset_agent in sac.py (the same code that initializes a fresh agent).
 """
 
 
-def reset_due(configs, updates: int) -> list[tuple[int, str]]:
-    """The (agent, kind) pairs whose reset falls on this update count."""
-    return [(i, c.reset_kind) for i, c in enumerate(configs) if c.reset_every and updates % c.reset_every == 0]
+def reset_due(reset_every, updates):
+    """True when `updates` is a positive multiple of reset_every (never when reset_every is 0)."""
+    return reset_every > 0 and updates > 0 and updates % reset_every == 0

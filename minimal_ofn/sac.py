@@ -19,6 +19,7 @@ import torch
 
 from .networks import Actor, Critic
 from .optim import StackedOptimizer
+from .plug import functions as plug_functions
 
 
 def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
@@ -29,18 +30,43 @@ def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
     return reward + gamma * (1.0 - terminated) * soft_value
 
 
+def critic_loss(q, y):
+    """L_Q = sum over the twins of mean_B (Q_j - y)^2:  q [N, 2, B], y [N, B] -> [N]."""
+    return (q - y.unsqueeze(1)).pow(2).mean(-1).sum(1)
+
+
+def l2_penalty(weights, coef):
+    """coef * sum over the tensors of their squared entries, per agent: weights [N, ...] each, coef [N] -> [N]."""
+    return coef * sum(w.pow(2).flatten(1).sum(1) for w in weights)
+
+
+def actor_loss(log_prob, q_new, alpha):
+    """L_pi = mean_B (alpha log pi(a~|s) - min_j Q_j(s, a~)):  log_prob [N, B], q_new [N, 2, B], alpha [N, 1] -> [N]."""
+    return (alpha * log_prob - q_new.min(dim=1).values).mean(-1)
+
+
+def temperature_loss(log_alpha, log_prob, target_entropy):
+    """L_alpha = mean_B exp(log_alpha) (-log pi - H_target), log pi detached so that only alpha moves.
+
+    log_alpha [N], log_prob [N, B], target_entropy [N] -> [N]."""
+    return log_alpha.exp() * (-log_prob.detach() - target_entropy.unsqueeze(-1)).mean(-1)
+
+
 @torch.no_grad()
 def polyak_update(target_params, online_params, tau) -> None:
-    """target <- (1 - tau) * target + tau * online, tau per agent (broadcast over the leading axis)."""
+    """target <- (1 - tau) * target + tau * online, in place; tau [N], one per agent (the leading axis)."""
     for t, p in zip(target_params, online_params):
         t.lerp_(p, tau.view(-1, *([1] * (t.dim() - 1))))
 
 
 class SAC:
-    """N independent SAC agents whose networks are stacked (see networks.py)."""
+    """N independent SAC agents whose networks are stacked (see networks.py).
 
-    def __init__(self, configs, obs_dim, act_dim, device, generators):
+    functions: {name: function} to run in place of the package's (see plug.py), e.g. {"critic_loss": mine}."""
+
+    def __init__(self, configs, obs_dim, act_dim, device, generators, functions=None):
         n, c0 = len(configs), configs[0]
+        self.fn = fn = plug_functions(functions)
         self.n, self.configs, self.generators, self.device = n, configs, generators, device
         self.act_dim, self.batch_size = act_dim, c0.batch_size
 
@@ -50,6 +76,7 @@ class SAC:
         self.actor = Actor(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.actor_ofn for c in configs], device)
         self.critic = Critic(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.ofn for c in configs],
                              [c.critic_dropout for c in configs], [c.critic_layer_norm for c in configs], device)
+        self.actor.ofn_fn = self.critic.ofn_fn = fn.ofn
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         if c0.compile != "off":  # compile the forward passes only: optimizer and RNG stay plain eager code
             for net in (self.actor, self.critic, self.critic_target):
@@ -60,12 +87,14 @@ class SAC:
         self.target_entropy = torch.tensor(
             [-act_dim / 2 if c.target_entropy is None else c.target_entropy for c in configs], device=device)
         self.actor_opt = StackedOptimizer(self.actor.parameters(), n, per_agent("actor_lr"), per_agent("actor_beta1"),
-                                          per_agent("beta2"), kind=c0.optimizer)
+                                          per_agent("beta2"), kind=c0.optimizer, adam_step=fn.adam_step)
         self.critic_opt = StackedOptimizer(self.critic.parameters(), n, per_agent("critic_lr"),
                                            per_agent("critic_beta1"), per_agent("beta2"),
-                                           weight_decay=per_agent("critic_weight_decay"), kind=c0.optimizer)
+                                           weight_decay=per_agent("critic_weight_decay"), kind=c0.optimizer,
+                                           adam_step=fn.adam_step, decoupled_weight_decay=fn.decoupled_weight_decay)
         # The temperature is one number per agent; plain Adam, as in every SAC implementation.
-        self.alpha_opt = StackedOptimizer([self.log_alpha], n, per_agent("temperature_lr"), 0.9, 0.999)
+        self.alpha_opt = StackedOptimizer([self.log_alpha], n, per_agent("temperature_lr"), 0.9, 0.999,
+                                          adam_step=fn.adam_step)
         for i in range(n):
             self.reset_agent(i, "full")
         # Running sums for logging, kept on the device: reading them forces a host sync.
@@ -97,40 +126,40 @@ class SAC:
 
     def update(self, batch: dict) -> None:
         """One SAC update of all N agents on a batch [N, B, ...] (see the module docstring)."""
+        fn, B = self.fn, self.batch_size
         s, a, r, s2, d = (batch[k] for k in ("obs", "action", "reward", "next_obs", "terminated"))
         alpha = self.log_alpha.exp().detach().unsqueeze(1)  # [N, 1]
-        noise = self.noise(2, self.batch_size, self.act_dim)  # for a' (target) and a~ (actor)
+        noise = self.noise(2, B, self.act_dim)  # for a' (target) and a~ (actor)
 
         # --- critic
         with torch.no_grad():
             a2, logp2 = self.actor(s2, noise[:, 0])
-            next_q = self.critic_target(s2, a2, self.critic.dropout_masks(self.batch_size, self.generators))
-            y = soft_q_target(r, d, next_q, logp2, alpha, self.gamma.unsqueeze(1))
-        q = self.critic(s, a, self.critic.dropout_masks(self.batch_size, self.generators))
-        critic_loss = (q - y.unsqueeze(1)).pow(2).mean(-1).sum(1)  # [N]: sum over the twins
+            next_q = self.critic_target(s2, a2, self.critic.dropout_masks(B, self.generators, fn.dropout_mask))
+            y = fn.soft_q_target(r, d, next_q, logp2, alpha, self.gamma.unsqueeze(1))
+        q = self.critic(s, a, self.critic.dropout_masks(B, self.generators, fn.dropout_mask))
+        loss_q = fn.critic_loss(q, y)
         if self.use_l2:
-            critic_loss = critic_loss + self.critic_l2 * sum(
-                layer.weight.pow(2).flatten(1).sum(1) for layer in [*self.critic.layers, self.critic.head])
-        self.last_critic_grads = torch.autograd.grad(critic_loss.sum(), self.critic_opt.params)
+            loss_q = loss_q + fn.l2_penalty([layer.weight for layer in [*self.critic.layers, self.critic.head]],
+                                            self.critic_l2)
+        self.last_critic_grads = torch.autograd.grad(loss_q.sum(), self.critic_opt.params)
         self.critic_opt.step(self.last_critic_grads)
 
-        # --- actor: through the just-updated critic, whose weights get no gradient here (detach=True)
+        # --- actor, through the just-updated critic (detach=True: its weights get no gradient here), and the
+        # temperature on the same a~; one backward for both losses
         a_new, logp = self.actor(s, noise[:, 1])
-        q_new = self.critic(s, a_new, self.critic.dropout_masks(self.batch_size, self.generators), detach=True)
-        actor_loss = (alpha * logp - q_new.min(dim=1).values).mean(-1)  # [N]
-
-        # --- temperature, on the same a~ (log pi detached: L_alpha moves only alpha); one backward for both losses
-        alpha_loss = self.log_alpha.exp() * (-logp.detach() - self.target_entropy.unsqueeze(1)).mean(-1)  # [N]
-        *actor_grads, alpha_grad = torch.autograd.grad((actor_loss + alpha_loss).sum(),
+        q_new = self.critic(s, a_new, self.critic.dropout_masks(B, self.generators, fn.dropout_mask), detach=True)
+        loss_pi = fn.actor_loss(logp, q_new, alpha)
+        loss_alpha = fn.temperature_loss(self.log_alpha, logp, self.target_entropy)
+        *actor_grads, alpha_grad = torch.autograd.grad((loss_pi + loss_alpha).sum(),
                                                        [*self.actor_opt.params, self.log_alpha])
         self.actor_opt.step(actor_grads)
         self.alpha_opt.step([alpha_grad])
 
         # --- target critic
-        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.tau)
+        fn.polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.tau)
 
-        self.stats["critic_loss"] += critic_loss.detach()
-        self.stats["actor_loss"] += actor_loss.detach()
+        self.stats["critic_loss"] += loss_q.detach()
+        self.stats["actor_loss"] += loss_pi.detach()
         self.stats["updates"] += 1
 
     def pop_stats(self) -> dict:

@@ -32,10 +32,8 @@ from .config import Config
 from .diagnostics import critic_diagnostics, monte_carlo, rollout
 from .envs import make_env, make_vec_env
 from .memory import keep_freed_memory
-from .priming import prime
 from .progress import bar
 from .replay import ReplayBuffer
-from .resets import reset_due
 from .runs import METRICS, atomic_write, load_metrics, prepare, status, write_metrics
 from .sac import SAC
 
@@ -53,7 +51,7 @@ def _generator(seed: int, device) -> torch.Generator:
 class Lockstep:
     """Everything a stack of agents needs: envs, replay, SAC, random streams, counters."""
 
-    def __init__(self, configs: list[Config], progress: bool = True):
+    def __init__(self, configs: list[Config], progress: bool = True, functions: dict | None = None):
         for c in configs:
             c.validate()
         keys = {cfgmod.stack_key(c) for c in configs}
@@ -72,7 +70,8 @@ class Lockstep:
         obs_dim = self.envs.single_observation_space.shape[0]
         self.act_dim = self.envs.single_action_space.shape[0]
         torch.manual_seed(seeds[0])  # nothing should draw from the global stream; this pins it if something does
-        self.sac = SAC(configs, obs_dim, self.act_dim, self.device, self.generators)
+        self.sac = SAC(configs, obs_dim, self.act_dim, self.device, self.generators, functions)
+        self.fn = self.sac.fn  # the functions this run uses (plug.py)
         self.buffer = ReplayBuffer(self.n, self.c0.buffer_size or self.c0.steps, obs_dim, self.act_dim, self.device)
         self.obs, _ = self.envs.reset(seed=seeds)
         self.t, self.updates = 0, 0
@@ -104,19 +103,33 @@ class Lockstep:
             self.episode_return[i] = 0.0
         self.t += 1
 
-    def learn(self) -> None:
-        c = self.c0
-        if self.t == c.seed_steps and c.priming_updates:
-            prime(self.sac, self.buffer, c.priming_updates, self.progress)
+    def update(self) -> None:
+        """One SAC update on a fresh batch (priming first, before the first one; resets when due)."""
+        c, fn = self.c0, self.fn
+        if self.t == c.seed_steps and self.updates == 0 and c.priming_updates:
+            with bar(total=c.priming_updates, desc="priming", unit="update", disable=not self.progress,
+                     leave=False) as ticks:
+                def primed_update(batch):  # priming takes minutes: show its progress
+                    self.sac.update(batch)
+                    ticks.update(1)
+
+                fn.prime(self.buffer, primed_update, c.priming_updates, c.batch_size, self.generators)
             self.updates += c.priming_updates
-            for i, kind in reset_due(self.configs, self.updates):  # priming's updates count toward resets
-                self.sac.reset_agent(i, kind)
-        if self.t >= c.seed_steps:
-            for _ in range(c.utd):
-                self.sac.update(self.buffer.sample(c.batch_size, self.generators))
-                self.updates += 1
-                for i, kind in reset_due(self.configs, self.updates):
-                    self.sac.reset_agent(i, kind)
+            self.reset_due_agents()  # priming's updates count toward the reset schedule
+        self.sac.update(self.buffer.sample(c.batch_size, self.generators))
+        self.updates += 1
+        self.reset_due_agents()
+
+    def reset_due_agents(self) -> None:
+        for i, cfg in enumerate(self.configs):
+            if self.fn.reset_due(cfg.reset_every, self.updates):
+                self.sac.reset_agent(i, cfg.reset_kind)
+
+    def learn(self) -> None:
+        """The updates that follow one environment step, outside utd_loop (bench.py times them this way)."""
+        if self.t >= self.c0.seed_steps:
+            for _ in range(self.c0.utd):
+                self.update()
 
     # ---- measuring
     def metrics(self, evaluate: bool, monte_carlo_rollout: bool) -> list[dict]:
@@ -160,11 +173,13 @@ def _mean(values) -> str:
     return f"{sum(finite) / len(finite):.1f}" if finite else "-"
 
 
-def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, until=None) -> list[list[dict]]:
+def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, until=None,
+          functions=None) -> list[list[dict]]:
     """Train a stack of agents in lockstep; return each agent's metrics rows.
 
     configs: one Config per agent (or one Config). out_dirs: one folder per agent, or None
     to keep everything in memory. until: stop (with a checkpoint) after this env step.
+    functions: {name: function} run in place of the package's, e.g. {"adam_step": mine} (see plug.py).
     Ctrl-C raises cli.Interrupted, which names the step the folders' checkpoints hold."""
     configs = [configs] if isinstance(configs, Config) else list(configs)
     outs = [Path(o) for o in out_dirs] if out_dirs is not None else None
@@ -181,7 +196,7 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     if len(set(states)) > 1:
         raise RunError(f"some of these runs are finished or started and some are not: {dict(zip(map(str, outs), states))}")
     try:
-        run = Lockstep(configs, progress)
+        run = Lockstep(configs, progress, functions)
     except ValueError as err:
         raise RunError(str(err)) from None
     rows = [[] for _ in configs]
@@ -201,36 +216,47 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     # Two bars, because the two phases run at speeds 10-100x apart: random steps, then gradient updates.
     name = f"{c.env} utd={c.utd} x{run.n}"
     phase, learning = None, None
+
+    def after_step():  # what the loop measures and saves once a step and its updates are done
+        nonlocal saved_step
+        t = run.t
+        if t % c.log_every == 0 or t == c.steps:
+            evaluate = t % c.eval_every == 0 or t == c.steps
+            mc = (c.mc_every == 0 or t % c.mc_every == 0) and t >= c.seed_steps
+            new = run.metrics(evaluate, mc)
+            for i, row in enumerate(new):
+                rows[i].append(row)
+            bad = [i for i, row in enumerate(new)
+                   if not all(map(math.isfinite, (row["critic_loss"], row["actor_loss"])))]
+            if bad:
+                save_checkpoint("checkpoint_nonfinite.pt")
+                where = ", ".join(str(outs[i]) if outs else f"agent {i}" for i in bad)
+                raise NonFiniteLoss(f"non-finite loss at step {t} ({where}); metrics so far are in metrics.csv, "
+                                    "the last good state in checkpoint.pt, the failed one in checkpoint_nonfinite.pt")
+            phase.set_postfix(ret=_mean(r["episode_return"] for r in new), q=_mean(r.get("q_policy") for r in new),
+                              refresh=False)
+        if outs and (t % c.checkpoint_every == 0 or t == end):
+            save_checkpoint()
+            saved_step = t
+        if learning:  # the bar counts updates; say which env step they have reached
+            phase.set_description(f"{name} step {t}/{c.steps}", refresh=False)
+        phase.update(c.utd if learning else 1)
+
+    def env_step():  # utd_loop calls this before each step: the step before it is complete
+        nonlocal phase, learning
+        if run.t > start:
+            after_step()
+        if learning is not (run.t >= c.seed_steps):
+            if phase is not None:
+                phase.close()
+            learning, phase = run.t >= c.seed_steps, _phase_bar(run, name, progress)
+        run.env_step()
+
+    start = run.t
     try:
-        while run.t < end:
-            if learning is not (run.t >= c.seed_steps):
-                if phase is not None:
-                    phase.close()
-                learning, phase = run.t >= c.seed_steps, _phase_bar(run, name, progress)
-            run.env_step()
-            run.learn()
-            t = run.t
-            if t % c.log_every == 0 or t == c.steps:
-                evaluate = t % c.eval_every == 0 or t == c.steps
-                mc = (c.mc_every == 0 or t % c.mc_every == 0) and t >= c.seed_steps
-                new = run.metrics(evaluate, mc)
-                for i, row in enumerate(new):
-                    rows[i].append(row)
-                bad = [i for i, row in enumerate(new)
-                       if not all(map(math.isfinite, (row["critic_loss"], row["actor_loss"])))]
-                if bad:
-                    save_checkpoint("checkpoint_nonfinite.pt")
-                    where = ", ".join(str(outs[i]) if outs else f"agent {i}" for i in bad)
-                    raise NonFiniteLoss(f"non-finite loss at step {t} ({where}); metrics so far are in metrics.csv, "
-                                        "the last good state in checkpoint.pt, the failed one in checkpoint_nonfinite.pt")
-                phase.set_postfix(ret=_mean(r["episode_return"] for r in new), q=_mean(r.get("q_policy") for r in new),
-                                  refresh=False)
-            if outs and (t % c.checkpoint_every == 0 or t == end):
-                save_checkpoint()
-                saved_step = t
-            if learning:  # the bar counts updates; say which env step they have reached
-                phase.set_description(f"{name} step {t}/{c.steps}", refresh=False)
-            phase.update(c.utd if learning else 1)
+        run.fn.utd_loop(env_step, run.update, end - start, c.utd, c.seed_steps - start)
+        if run.t > start:
+            after_step()
     except KeyboardInterrupt:
         raise Interrupted(run.t, saved_step, outs or []) from None
     finally:

@@ -90,10 +90,11 @@ def test_soft_monte_carlo_return_adds_the_entropy_bonus_of_later_steps_only(monk
     from types import SimpleNamespace
 
     from minimal_ofn import diagnostics
+    from minimal_ofn.plug import functions
 
     rewards, log_probs, qs = [1.0, 0.0, 2.0, 0.0], [-1.0, -2.0, -3.0, 0.0], [5.0, 5.0, 5.0, 5.0]
     monkeypatch.setattr(diagnostics, "rollout", lambda *a, **k: [(3.0, rewards, qs, log_probs)])
-    sac = SimpleNamespace(log_alpha=torch.tensor([np.log(0.5)]))
+    sac = SimpleNamespace(log_alpha=torch.tensor([np.log(0.5)]), fn=functions())
     out = diagnostics.monte_carlo(sac, None, None, "cpu", [0.5], [0])
     g0 = 1.0 + 0.5 * 0.0 + 0.25 * 2.0  # first half: t = 0, 1
     g1 = 0.0 + 0.5 * 2.0

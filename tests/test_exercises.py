@@ -1,28 +1,30 @@
-"""The exercise notebooks are generated from the solutions, in step with the grader's checks (no kernels here).
+"""The exercise notebooks are generated from the solutions, in step with the grader's checks and the package.
 
-- exercises/ is exactly what `python -m minimal_ofn.exercises` makes of solutions/ (a stale exercise fails);
+- exercises/ is exactly what `python -m minimal_ofn.course exercises` makes of solutions/ (a stale one fails);
 - every part the checks grade has a solution cell and an nbgrader test cell worth the checks' points;
-- the generator's rules on a small notebook: hints, indentation, hidden tests, outputs, marker errors;
-- the package names the experiment cells patch are the ones the package really calls.
+- every graded function is the package's own: same name, signature and body, in the file the notebook names,
+  and training calls it (a counting wrapper passed with train(..., functions=...) is called);
+- each solution notebook runs top to bottom with its test cells and its experiments at a tiny size;
+- the generator's rules on a small notebook: hints, indentation, hidden tests, outputs, marker errors.
 """
 
 import ast
+import inspect
 from pathlib import Path
-from unittest import mock
 
 import nbformat
 import pytest
 import torch
 
-from minimal_ofn import checks
-from minimal_ofn.exercises import MarkerError, main, stale, to_exercise
+from minimal_ofn.course import checks
+from minimal_ofn.course.exercises import MarkerError, main, stale, to_exercise
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
 def test_exercises_are_up_to_date_with_the_solutions():
-    assert stale(ROOT / "solutions", ROOT / "exercises") == [], "run: python -m minimal_ofn.exercises"
+    assert stale(ROOT / "solutions", ROOT / "exercises") == [], "run: python -m minimal_ofn.course exercises"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
@@ -50,10 +52,8 @@ def test_solution_notebook_matches_its_checks(path):
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_every_experiment_knob_is_a_parameter_the_tests_shrink(path):
-    """test_grade runs the experiments with tiny parameters; papermill ignores unknown names, so a knob missing
-    from that list would run full size in CI."""
-    from test_grade import tiny
-
+    """The notebooks run below with tiny parameters; papermill ignores unknown names, so a knob missing from
+    that list would run full size in CI."""
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     names = {t.id for node in ast.parse(cell.source).body for t in node.targets}
@@ -126,49 +126,112 @@ def test_check_mode_and_regeneration(tmp_path, capsys):
     assert main(["--solutions", str(tmp_path / "none")]) == 2
 
 
-def test_the_names_the_experiments_patch_are_the_ones_the_package_calls():
-    """Each exercise's experiment swaps a learner function in with mock.patch.object; if the package stopped
-    calling that name, the experiment would silently run the package's code instead of the learner's."""
-    import minimal_ofn.sac
-    import minimal_ofn.train as training
-    from minimal_ofn import diagnostics, networks
+# ---- the graded functions are the package's
+def _solution_functions():
+    """(exercise, name, the def node of the solution cell) for every graded function."""
+    out = []
+    for path in SOLUTIONS:
+        nb = nbformat.read(path, as_version=4)
+        for c in nb.cells:
+            meta = c.metadata.get("nbgrader", {})
+            if c.cell_type == "code" and meta.get("solution"):
+                node = next(n for n in ast.parse(c.source).body if isinstance(n, ast.FunctionDef)
+                            and n.name == meta["grade_id"])
+                out.append((path.stem, meta["grade_id"], node))
+    return out
+
+
+def _package_function(name):
+    from minimal_ofn import optim, stats
+    from minimal_ofn.plug import HOME, package_function
+
+    return package_function(name) if name in HOME else getattr(stats if name in ("final_scores", "iqm") else optim, name)
+
+
+def _without_docstring(node):
+    body = node.body[1:] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) else node.body
+    return ast.dump(ast.Module(body=body, type_ignores=[]))
+
+
+def test_there_are_fifteen_graded_functions():
+    assert len(_solution_functions()) == 15
+
+
+@pytest.mark.parametrize("exercise,name,node", _solution_functions(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_graded_function_is_the_package_function(exercise, name, node):
+    """Same name, signature, decorators and body as the package's (the exercise is that function, its body removed)."""
+    fn = _package_function(name)
+    package = ast.parse(inspect.getsource(fn)).body[0]
+    assert ast.unparse(node.args) == ast.unparse(package.args), f"{name}: signature differs from the package's"
+    assert [ast.unparse(d) for d in node.decorator_list] == [ast.unparse(d) for d in package.decorator_list]
+    solution = _without_docstring(node).replace("### BEGIN SOLUTION", "")
+    assert solution == _without_docstring(package), f"{name}: the solution's body is not the package's"
+    assert ast.get_docstring(node) == inspect.getdoc(fn), f"{name}: the docstring differs from the package's"
+
+
+def test_training_calls_every_graded_function():
+    """Each function a run can take (plug.py) is called when given to train(..., functions=...)."""
     from minimal_ofn.config import Config
-    from minimal_ofn.optim import StackedOptimizer
+    from minimal_ofn.plug import HOME, package_function
+    from minimal_ofn.train import RunError, train
 
-    calls = []
+    calls = {}
 
-    def spy(name, fn):
+    def counting(name):
+        fn = package_function(name)
+
         def wrapped(*args, **kwargs):
-            calls.append(name)
+            calls[name] = calls.get(name, 0) + 1
             return fn(*args, **kwargs)
         return wrapped
 
-    class SpyOptimizer(StackedOptimizer):
-        def step(self, grads):
-            calls.append("StackedOptimizer")
-            super().step(grads)
-
+    graded = {name for _, name, _ in _solution_functions()}
+    assert graded - {"without_momentum", "final_scores", "iqm"} <= set(HOME), "a graded function a run cannot take"
     cfg = Config(env="Pendulum-v1", steps=24, seed_steps=8, batch_size=8, hidden=8, log_every=8, eval_every=24,
-                 checkpoint_every=24, ofn=True, critic_dropout=0.1, priming_updates=2, reset_every=5)
-    patches = [
-        mock.patch.object(minimal_ofn.sac, "soft_q_target", spy("soft_q_target", minimal_ofn.sac.soft_q_target)),
-        mock.patch.object(minimal_ofn.sac, "polyak_update", spy("polyak_update", minimal_ofn.sac.polyak_update)),
-        mock.patch.object(minimal_ofn.sac, "StackedOptimizer", SpyOptimizer),
-        mock.patch.object(diagnostics, "discounted_returns", spy("discounted_returns", diagnostics.discounted_returns)),
-        mock.patch.object(diagnostics, "srank", spy("srank", diagnostics.srank)),
-        mock.patch.object(networks, "ofn_normalize", spy("ofn_normalize", networks.ofn_normalize)),
-        mock.patch.object(networks.Critic, "dropout_masks", spy("dropout_masks", networks.Critic.dropout_masks)),
-        mock.patch.object(training, "prime", spy("prime", training.prime)),
-        mock.patch.object(training, "reset_due", spy("reset_due", training.reset_due)),
-    ]
-    for p in patches:
-        p.start()
-    try:
-        torch.manual_seed(0)
-        training.train(cfg, progress=False)
-    finally:
-        for p in patches:
-            p.stop()
-    expected = {"soft_q_target", "polyak_update", "StackedOptimizer", "discounted_returns", "srank", "ofn_normalize",
-                "dropout_masks", "prime", "reset_due"}
-    assert expected <= set(calls), f"never called: {expected - set(calls)}"
+                 checkpoint_every=24, ofn=True, critic_dropout=0.1, critic_weight_decay=0.1, critic_l2=0.01,
+                 priming_updates=2, reset_every=5)
+    torch.manual_seed(0)
+    rows = train(cfg, progress=False, functions={name: counting(name) for name in HOME})[0]
+    assert set(calls) == set(HOME), f"never called: {set(HOME) - set(calls)}"
+    assert calls["utd_loop"] == 1 and calls["prime"] == 1 and calls["critic_loss"] == rows[-1]["updates"]
+    with pytest.raises(RunError, match="unknown function"):
+        train(cfg, progress=False, functions={"adam": counting("adam_step")})
+
+
+def test_a_learners_functions_change_the_run_and_the_package_is_untouched():
+    """A wrong function given to train() changes that run only; the next run uses the package's again."""
+    from minimal_ofn.config import Config
+    from minimal_ofn.train import train
+
+    cfg = Config(env="Pendulum-v1", steps=20, seed_steps=8, batch_size=8, hidden=8, log_every=10, eval_every=20,
+                 checkpoint_every=20)
+    base = train(cfg, progress=False)[0]
+    wrong = train(cfg, progress=False, functions={"critic_loss": lambda q, y: (q - y.unsqueeze(1)).abs().mean(-1).sum(1)})[0]
+    again = train(cfg, progress=False)[0]
+    assert wrong[-1]["critic_loss"] != base[-1]["critic_loss"]
+    assert again[-1]["critic_loss"] == base[-1]["critic_loss"]
+
+
+# ---- each solution notebook runs, with its test cells and its experiments, at a tiny size
+def tiny(tmp_path) -> dict:
+    """Parameters that shrink every solution's experiment to seconds (test above: none is missed)."""
+    return {"RUN_EXPERIMENTS": True, "ENV": "Pendulum-v1", "STEPS": 60, "SEED_STEPS": 30, "LOG_EVERY": 20,
+            "UTD": 2, "HIGH_UTD": 2, "PRIMING": 20, "RESET_EVERY": 40, "SEEDS": [0, 1], "RESULTS": None,
+            "OUT": str(tmp_path / "runs")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_notebook_runs_with_its_test_cells_and_a_tiny_experiment(path, tmp_path):
+    import papermill
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import minimal_ofn\nprint('PACKAGE', minimal_ofn.__file__)"))
+    src, out = tmp_path / f"in_{path.name}", tmp_path / path.name
+    nbformat.write(nb, src)
+    papermill.execute_notebook(str(src), str(out), parameters=tiny(tmp_path), kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False, log_output=False)
+    printed = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+                      for o in c.outputs)
+    assert "FAIL" not in printed, printed
+    assert f"PACKAGE {ROOT / 'minimal_ofn' / '__init__.py'}" in printed, "the kernel ran another copy of the package"

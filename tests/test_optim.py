@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minimal_ofn.optim import StackedOptimizer
+from minimal_ofn.optim import StackedOptimizer, adam_step, decoupled_weight_decay
 
 
 def _run(kind, torch_opt, lr, beta1, wd=0.0, steps=5):
@@ -70,7 +70,7 @@ def test_fused_step_equals_the_written_out_step_across_groups_and_a_reset():
             plain.reset_agent(2)
         grads = [torch.randn(*s) for s in shapes]
         fused.step(grads)
-        plain.step_reference(grads)
+        plain.step_readable(grads)
     assert fused.step_count.flatten().tolist() == [6, 6, 3]
     for a, b in zip(fused_params + fused.m + fused.v, plain_params + plain.m + plain.v):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
@@ -85,3 +85,47 @@ def test_a_transposed_gradient_is_read_by_index_not_by_memory_order():
     StackedOptimizer([a], 2, lr=0.1, beta1=0.9).step([grad])
     StackedOptimizer([b], 2, lr=0.1, beta1=0.9).step([grad.contiguous()])
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _counting(fn, calls):
+    def wrapped(*args):
+        calls.append(fn.__name__)
+        return fn(*args)
+    return wrapped
+
+
+def test_fused_path_equals_the_readable_functions_on_zeros_a_dead_unit_and_a_reset():
+    """The default (fused) step and StackedOptimizer running adam_step/decoupled_weight_decay themselves agree,
+    with exact-zero gradients at the first update (0/0 in a careless step), a unit whose gradient is always 0,
+    weight decay on some agents and a mid-run reset of one agent."""
+    g = torch.Generator().manual_seed(5)
+    shapes = [(3, 4, 6), (3, 1, 6)]
+    init = [torch.randn(*s, generator=g) for s in shapes]
+    kw = dict(lr=[1e-2, 3e-3, 1e-2], beta1=[0.9, 0.0, 0.9], weight_decay=[0.1, 0.0, 0.0])
+    calls = []
+    fused = StackedOptimizer([p.clone() for p in init], 3, **kw)
+    readable = StackedOptimizer([p.clone() for p in init], 3, **kw, adam_step=_counting(adam_step, calls),
+                                decoupled_weight_decay=_counting(decoupled_weight_decay, calls))
+    assert fused.fused and not readable.fused
+    for step in range(6):
+        if step == 3:
+            fused.reset_agent(1)
+            readable.reset_agent(1)
+        grads = [torch.randn(*s, generator=g) for s in shapes]
+        if step == 0:
+            grads = [torch.zeros(*s) for s in shapes]  # exact zeros at the first update
+        grads[0][:, :, 2] = 0.0  # a dead unit: never any gradient
+        fused.step(grads)
+        readable.step(grads)
+    assert calls.count("adam_step") == 6 * 2 and calls.count("decoupled_weight_decay") == 6 * 2
+    for a, b in zip(fused.params + fused.m + fused.v, readable.params + readable.m + readable.v):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_learner_adam_step_is_the_one_that_runs():
+    """A step function given to the optimizer is used (no fused path), and a wrong one changes the result."""
+    p = torch.ones(2, 3)
+    opt = StackedOptimizer([p], 2, lr=0.1, beta1=0.9, adam_step=lambda p, g, m, v, *rest: (p + 1, m, v))
+    opt.step([torch.ones(2, 3)])
+    assert torch.equal(p, torch.full((2, 3), 2.0))

@@ -75,16 +75,16 @@ def test_an_agent_alone_equals_the_same_agent_in_a_stack():
         _same(alone, rows, rtol=1e-4)
 
 
-def test_priming_runs_the_stated_number_of_updates_on_the_random_data(monkeypatch):
+def test_priming_runs_the_stated_number_of_updates_on_the_random_data():
+    from minimal_ofn.priming import prime
+
     seen = []
-    real_prime = train_mod.prime
 
-    def spy(sac, buffer, updates, progress=True):
+    def spy(buffer, update, updates, batch_size, generators):
         seen.append((buffer.size, updates))
-        real_prime(sac, buffer, updates, progress)
+        prime(buffer, update, updates, batch_size, generators)
 
-    monkeypatch.setattr(train_mod, "prime", spy)
-    rows = train(_cfg(priming_updates=50, utd=1), progress=False)[0]
+    rows = train(_cfg(priming_updates=50, utd=1), progress=False, functions={"prime": spy})[0]
     assert seen == [(120, 50)]  # once, right after the 120 random steps, on those alone
     assert rows[-1]["updates"] == 50 + (240 - 120 + 1)
 

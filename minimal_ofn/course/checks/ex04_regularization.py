@@ -2,11 +2,11 @@
 
 import torch
 
-from . import check
+from . import check, gen, grad_of
 
 
 def _mask(dropout_mask, p, shape, seed=0):
-    out = dropout_mask(p, shape, torch.Generator().manual_seed(seed))
+    out = dropout_mask(p, shape, gen(seed))
     assert isinstance(out, torch.Tensor), f"dropout_mask should return a tensor, got {type(out).__name__}"
     assert tuple(out.shape) == tuple(shape), f"dropout_mask(p, {shape}, ...) should have shape {list(shape)}, " \
                                              f"got {list(out.shape)}"
@@ -41,15 +41,19 @@ def mask_drops_a_fraction_p(dropout_mask):
 
 @check("dropout_mask")
 def mask_draws_from_the_given_generator(dropout_mask):
-    """the random numbers come from the generator argument (same seed, same mask; global stream untouched)"""
-    state = torch.get_rng_state()
+    """the random numbers come from the generator argument (same seed, same mask, twice in a row)"""
     a, b = _mask(dropout_mask, 0.5, (64, 32), seed=7), _mask(dropout_mask, 0.5, (64, 32), seed=7)
-    untouched = torch.equal(state, torch.get_rng_state())
-    assert untouched and torch.equal(a, b), (
+    assert torch.equal(a, b), (
         "draw the random numbers with the generator you are given (torch's random functions take "
         "generator=...): each agent has its own stream, and the global one must stay untouched")
     c = _mask(dropout_mask, 0.5, (64, 32), seed=8)
     assert not torch.equal(a, c), "two different generator seeds gave the same mask"
+    g = gen(9)
+    u = torch.rand(64, 32, generator=gen(9))
+    mask = dropout_mask(0.3, (64, 32), g)
+    assert torch.equal((mask == 0), u < 0.3) or torch.equal((mask == 0), u <= 0.3), (
+        "the mask should drop exactly the units whose uniform draw torch.rand(shape, generator=generator) is "
+        "below p (one draw per unit, in order), so that an agent's stream is the same alone or in a stack")
 
 
 @check("decoupled_weight_decay")
@@ -70,7 +74,7 @@ def decay_shrinks_each_weight_by_lr_times_wd(decoupled_weight_decay):
 @check("decoupled_weight_decay")
 def decay_matches_adamw_per_agent(decoupled_weight_decay):
     """matches torch.optim.AdamW's decay, with lr and weight_decay as [N, 1] tensors (one per agent)"""
-    g = torch.Generator().manual_seed(2)
+    g = gen(2)
     p = torch.randn(3, 5, generator=g)
     lr, wd = torch.tensor([[1e-3], [3e-4], [1e-2]]), torch.tensor([[0.1], [0.0], [1.0]])
     out = decoupled_weight_decay(p.clone(), lr, wd)
@@ -85,36 +89,57 @@ def decay_matches_adamw_per_agent(decoupled_weight_decay):
             f"{i} does not match torch.optim.AdamW's decay")
 
 
-def _weights():
-    g = torch.Generator().manual_seed(3)
-    return [torch.randn(4, 3, generator=g, requires_grad=True), torch.randn(3, 1, generator=g, requires_grad=True)]
+N = 3
+
+
+def _weights(k=3):
+    g = gen(k)
+    # shaped like the critic's weights: agent, twin, in, out
+    return [torch.randn(N, 2, 4, 3, generator=g, requires_grad=True), torch.randn(N, 2, 3, 1, generator=g, requires_grad=True)]
+
+
+def _reference_penalty(ws, coef):
+    return coef * sum(w.detach().pow(2).flatten(1).sum(1) for w in ws)
 
 
 @check("l2_penalty")
 def penalty_is_coef_times_the_squared_norm(l2_penalty):
-    """coef * the sum of squared entries of all weight tensors"""
-    ws = _weights()
-    out = l2_penalty(ws, 0.01)
+    """coef * the sum of squared entries of all weight tensors, one number per agent"""
+    ws, coef = _weights(), torch.tensor([0.01, 0.1, 0.0])
+    shape = (f"l2_penalty should give one penalty per agent, shape [N] = [{N}]: sum over every axis but the "
+             "first (agent) one (the critic's weights are [N, 2, in, out])")
+    try:
+        out = l2_penalty(ws, coef)
+    except RuntimeError as err:
+        if "size of tensor" in str(err):
+            raise AssertionError(shape) from None
+        raise
     assert isinstance(out, torch.Tensor), ("l2_penalty should return a tensor (it is added to the loss and "
                                            "differentiated)")
-    value = out.item()
-    total = sum((w.detach() ** 2).sum() for w in ws).item()
-    if abs(value - 0.01 * total ** 0.5) < 1e-6 or abs(value - 0.01 * sum(w.detach().norm() for w in ws).item()) < 1e-6:
+    want = _reference_penalty(ws, coef)
+    if out.shape != want.shape:
+        raise AssertionError(f"{shape}; got {list(out.shape)}")
+    total = sum(w.detach().pow(2).flatten(1).sum(1) for w in ws)
+    if torch.allclose(out, coef * total.sqrt(), atol=1e-6) or torch.allclose(
+            out, coef * sum(w.detach().flatten(1).norm(dim=1) for w in ws), atol=1e-6):
         raise AssertionError("the L2 penalty uses the squared norm (no square root)")
-    if abs(value - 0.01 * sum((w.detach() ** 2).mean() for w in ws).item()) < 1e-6:
+    if torch.allclose(out, coef * sum(w.detach().pow(2).flatten(1).mean(1) for w in ws), atol=1e-6):
         raise AssertionError("sum the squared entries, do not average them")
-    if abs(value - total) < 1e-5:
+    if torch.allclose(out, total, atol=1e-5):
         raise AssertionError("the penalty is scaled by coef")
-    assert abs(value - 0.01 * total) < 1e-5, f"expected {0.01 * total:.6g}, got {value:.6g}"
+    if torch.allclose(out, coef * total.sum(), atol=1e-5) or torch.allclose(out, want.sum().expand(N), atol=1e-5):
+        raise AssertionError("each agent's penalty uses its own coef and its own weights: agents must not mix")
+    assert torch.allclose(out, want, rtol=1e-5, atol=1e-6), f"expected {want.tolist()}, got {out.tolist()}"
 
 
 @check("l2_penalty")
 def penalty_gradient_is_two_coef_w(l2_penalty):
     """its gradient is 2 * coef * W, so it can be added to the critic's loss"""
-    ws = _weights()
-    out = l2_penalty(ws, 0.5)
-    assert isinstance(out, torch.Tensor) and out.requires_grad, (
+    ws, coef = _weights(4), torch.tensor([0.5, 0.25, 1.0])
+    out, grads = grad_of(l2_penalty, ws, coef)
+    assert isinstance(out, torch.Tensor) and all(g is not None for g in grads), (
         "the penalty must stay differentiable: no .item(), float() or .detach() on the way")
-    grads = torch.autograd.grad(out, ws)
     for w, grad in zip(ws, grads):
-        assert torch.allclose(grad, 2 * 0.5 * w.detach()), "the gradient of coef * ||W||^2 should be 2 * coef * W"
+        want = 2 * coef.view(-1, *([1] * (w.dim() - 1))) * w.detach()
+        assert torch.allclose(grad, want, rtol=1e-5, atol=1e-6), (
+            "the gradient of coef * ||W||^2 should be 2 * coef * W (each agent's own coef)")

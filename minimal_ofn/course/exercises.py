@@ -11,9 +11,9 @@ and every output cleared. The hint is the region's first line when it reads
 `# hint: ...`. Output is deterministic (nbformat's sorted-key JSON, cell ids kept),
 so regenerating an up-to-date exercise rewrites the same bytes.
 
-    python -m minimal_ofn.exercises                  # write exercises/ from solutions/
-    python -m minimal_ofn.exercises --check          # exit 1 if an exercise is out of date
-    python -m minimal_ofn.exercises --clean-solutions  # strip outputs from the solution notebooks
+    python -m minimal_ofn.course exercises           # write exercises/ from solutions/
+    python -m minimal_ofn.course exercises --check   # exit 1 if an exercise is out of date
+    python -m minimal_ofn.course exercises --clean-solutions  # strip outputs from the solution notebooks
 """
 
 import copy
@@ -120,7 +120,7 @@ def stale(solutions: Path, exercises: Path) -> list[str]:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m minimal_ofn.exercises", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m minimal_ofn.course exercises", description=__doc__.split("\n\n")[0])
     parser.add_argument("--solutions", default="solutions", help="folder of solution notebooks (default: solutions)")
     parser.add_argument("--out", default="exercises", help="folder for the exercises (default: exercises)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if an exercise is out of date")
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
             for p in problems:
                 print(p)
             if problems:
-                print("regenerate with: python -m minimal_ofn.exercises", file=sys.stderr)
+                print("regenerate with: python -m minimal_ofn.course exercises", file=sys.stderr)
             return 1 if problems else 0
         if args.clean_solutions:
             for path in sorted(solutions.glob("*.ipynb")):

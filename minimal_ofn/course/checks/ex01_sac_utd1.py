@@ -2,7 +2,7 @@
 
 import torch
 
-from . import check
+from . import check, gen
 
 N, B = 3, 4  # three agents, so the twin axis (size 2) cannot be confused with the agent axis
 
@@ -28,7 +28,7 @@ def _call_target(soft_q_target, *args):
 
 
 def _inputs(terminated):
-    g = torch.Generator().manual_seed(1)
+    g = gen(1)
     reward = torch.rand(N, B, generator=g)
     next_q = 20 + 10 * torch.rand(N, 2, B, generator=g)
     next_log_prob = torch.randn(N, B, generator=g)
@@ -95,12 +95,15 @@ def target_subtracts_the_entropy_term(soft_q_target):
 @check("soft_q_target")
 def target_matches_the_reference_per_agent(soft_q_target):
     """random inputs, a different alpha and gamma per agent ([N, 1]), and plain floats"""
-    g = torch.Generator().manual_seed(2)
+    g = gen(2)
     reward, log_prob = torch.randn(N, B, generator=g), torch.randn(N, B, generator=g)
     terminated = (torch.rand(N, B, generator=g) < 0.3).float()
     next_q = 10 * torch.randn(N, 2, B, generator=g)
     alpha, gamma = torch.tensor([[0.1], [0.5], [1.0]]), torch.tensor([[0.9], [0.99], [0.5]])
+    inputs = [x.clone() for x in (reward, terminated, next_q, log_prob)]
     y = _call_target(soft_q_target, reward, terminated, next_q, log_prob, alpha, gamma)
+    assert all(torch.equal(a, b) for a, b in zip(inputs, (reward, terminated, next_q, log_prob))), (
+        "soft_q_target changed one of its inputs in place: the batch is used again after the target")
     assert torch.allclose(y, _target(reward, terminated, next_q, log_prob, alpha, gamma), atol=1e-4), (
         "with a different alpha and gamma per agent (tensors of shape [N, 1]) the target is wrong: "
         "does gamma multiply the whole bootstrapped part, and do alpha and gamma broadcast per agent?")
@@ -109,19 +112,22 @@ def target_matches_the_reference_per_agent(soft_q_target):
         "with alpha and gamma given as plain floats the target is wrong")
 
 
-def _lists():
-    g = torch.Generator().manual_seed(3)
-    shapes = [(4, 3), (3,), (2, 2, 2)]
+def _lists(k=3):
+    g = gen(k)
+    shapes = [(N, 4, 3), (N, 3), (N, 2, 2, 2)]
     return [torch.randn(s, generator=g) for s in shapes], [torch.randn(s, generator=g) for s in shapes]
+
+
+def _tau(*values):
+    return torch.tensor(values if len(values) == N else values * N, dtype=torch.float32)
 
 
 @check("polyak_update")
 def polyak_moves_the_target_a_step_tau_toward_the_online_network(polyak_update):
     """target <- (1 - tau) target + tau online, in place"""
-    targets, onlines = [torch.zeros(3)], [torch.full((3,), 10.0)]
-    kept = targets[0]
-    returned = polyak_update(targets, onlines, 0.1)
-    value = kept[0].item()
+    targets, onlines = [torch.zeros(N, 3)], [torch.full((N, 3), 10.0)]
+    returned = polyak_update(targets, onlines, _tau(0.1))
+    value = targets[0][0, 0].item()
     if abs(value - 9.0) < 1e-4:
         raise AssertionError("tau is on the wrong side: tau is the (small) weight of the online network, "
                              "so the target moves a step tau toward it")
@@ -130,42 +136,49 @@ def polyak_moves_the_target_a_step_tau_toward_the_online_network(polyak_update):
             if returned is not None else ""
         raise AssertionError("the target tensors did not change: update them in place, rebinding a loop "
                              "variable changes nothing" + hint)
-    assert torch.allclose(onlines[0], torch.full((3,), 10.0)), "the online network must not change"
+    assert torch.allclose(onlines[0], torch.full((N, 3), 10.0)), "the online network must not change"
     assert abs(value - 1.0) < 1e-4, f"with target 0, online 10 and tau 0.1 the target should become 1, got {value:g}"
 
 
 @check("polyak_update")
-def polyak_updates_every_tensor(polyak_update):
-    """every pair of tensors in the lists; tau = 1 copies, tau = 0 keeps"""
+def polyak_updates_every_tensor_with_each_agents_tau(polyak_update):
+    """every pair of tensors, tau [N] one per agent (broadcast over the leading axis); tau = 1 copies, 0 keeps"""
     targets, onlines = _lists()
     before = [t.clone() for t in targets]
     online_before = [p.clone() for p in onlines]
-    polyak_update(targets, onlines, 0.25)
+    tau = _tau(0.25, 0.005, 1.0)
+    try:
+        polyak_update(targets, onlines, tau)
+    except RuntimeError as err:
+        if "size of tensor" in str(err) or "broadcast" in str(err):
+            raise AssertionError("tau holds one number per agent [N]: view it as [N, 1, ...] so it lines up with "
+                                 "the leading (agent) axis of every tensor") from None
+        raise
     for t, t0, p, p0 in zip(targets, before, onlines, online_before):
         assert torch.allclose(p, p0), "the online network must not change"
-        assert torch.allclose(t, 0.75 * t0 + 0.25 * p, atol=1e-6), (
-            "not every target tensor moved by tau toward its online tensor: loop over all pairs")
-    targets, onlines = _lists()
-    polyak_update(targets, onlines, 1.0)
-    assert all(torch.allclose(t, p) for t, p in zip(targets, onlines)), "with tau = 1 the target becomes the online copy"
-    targets, onlines = _lists()
+        w = tau.view(-1, *([1] * (t.dim() - 1)))
+        assert torch.allclose(t, (1 - w) * t0 + w * p, atol=1e-6), (
+            "not every target tensor moved by its agent's tau toward its online tensor: loop over all pairs, and "
+            "let tau[i] act on agent i (the leading axis)")
+    targets, onlines = _lists(4)
     before = [t.clone() for t in targets]
-    polyak_update(targets, onlines, 0.0)
+    polyak_update(targets, onlines, _tau(0.0))
     assert all(torch.allclose(t, t0) for t, t0 in zip(targets, before)), "with tau = 0 the target must not move"
 
 
 @check("polyak_update")
 def polyak_works_on_network_parameters(polyak_update):
     """works on the .parameters() of two networks (tensors that require grad)"""
-    torch.manual_seed(0)
-    target, online = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    expected = [0.9 * t.detach() + 0.1 * p.detach() for t, p in zip(target.parameters(), online.parameters())]
+    g = gen(5)
+    target = [torch.randn(N, 3, 2, generator=g).requires_grad_(True), torch.randn(N, 1, 2, generator=g).requires_grad_(True)]
+    online = [torch.randn(N, 3, 2, generator=g).requires_grad_(True), torch.randn(N, 1, 2, generator=g).requires_grad_(True)]
+    expected = [0.9 * t.detach() + 0.1 * p.detach() for t, p in zip(target, online)]
     try:
-        polyak_update(list(target.parameters()), list(online.parameters()), 0.1)
+        polyak_update(target, online, _tau(0.1))
     except RuntimeError as err:
-        if "in-place" in str(err) or "inplace" in str(err):
+        if "in-place" in str(err) or "inplace" in str(err) or "requires grad" in str(err):
             raise AssertionError("changing a parameter that requires grad in place needs autograd switched off: "
                                  "the target update is not something to differentiate") from None
         raise
-    for t, e in zip(target.parameters(), expected):
+    for t, e in zip(target, expected):
         assert torch.allclose(t.detach(), e, atol=1e-6), "the target network's parameters did not move by tau"

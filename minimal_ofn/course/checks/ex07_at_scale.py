@@ -6,7 +6,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from . import check
+from . import check, current_seed as SEED
 
 
 def _trim_mean(scores):
@@ -18,7 +18,7 @@ def _trim_mean(scores):
 
 
 def _iqm(iqm, scores):
-    out = iqm(list(scores))
+    out = iqm(scores)
     try:
         return float(out)
     except (TypeError, ValueError):
@@ -50,10 +50,12 @@ def iqm_of_any_number_of_scores(iqm):
     except (ArithmeticError, IndexError, ValueError):
         raise AssertionError(few) from None
     assert math.isclose(got, 3.0), few
-    rng = random.Random(0)
-    for n in (4, 5, 10, 13):
+    rng = random.Random(SEED())
+    for n in (3, 4, 5, 10, 13):
         scores = [rng.uniform(0, 100) for _ in range(n)]
-        got = _iqm(iqm, scores)
+        given = list(scores)
+        got = _iqm(iqm, given)
+        assert given == scores, "iqm reordered the list it was given (sorted it in place): sort a copy"
         assert math.isclose(got, _trim_mean(scores), rel_tol=1e-9), (
             f"with {n} scores the IQM should drop int({n} / 4) = {int(n / 4)} from each end of the sorted scores; "
             f"expected {_trim_mean(scores):.4f}, got {got:.4f}")
@@ -62,8 +64,10 @@ def iqm_of_any_number_of_scores(iqm):
 def _results_folder(root: Path) -> dict:
     """out/<variant>/seed<k>/metrics.csv, as run_variants writes it; returns the expected final scores."""
     expected = {}
-    values = {"baseline": [[5.0, 40.0, 80.0], [6.0, 50.0, 70.0], [4.0, 30.0, 90.0]],
-              "ofn": [[7.0, 60.0, 120.0], [3.0, 65.0, 130.0]]}
+    rng = random.Random(SEED())
+    values = {"baseline": [[5.0, 40.0, 80.0], [6.0, 90.0, 70.0], [4.0, 30.0, 90.0]],  # seed 1 ends below its peak
+              "ofn": [[7.0, 60.0, 120.0], [3.0, 165.0, 130.0]]}
+    values = {k: [[round(x + rng.uniform(0, 5), 3) for x in series] for series in runs] for k, runs in values.items()}
     for variant, runs in values.items():
         expected[variant] = []
         for seed, series in enumerate(runs):
@@ -77,6 +81,14 @@ def _results_folder(root: Path) -> dict:
             expected[variant].append(series[-1])
     (root / "README.txt").write_text("not a run\n")
     return expected
+
+
+def _best(variant, root):
+    out = []
+    for run in sorted((root / variant).glob("seed*")):
+        with open(run / "metrics.csv", newline="") as f:
+            out.append(max(float(r["eval_return"]) for r in csv.DictReader(f)))
+    return out
 
 
 @check("final_scores")
@@ -93,6 +105,9 @@ def final_scores_reads_the_last_row_of_every_run(final_scores):
             if have == sorted(want):
                 continue
             assert len(have) == len(want), f"{variant} has {len(want)} seeds, you returned {len(have)} scores"
+            if have == sorted(_best(variant, Path(tmp))):
+                raise AssertionError(f"{variant}: you report each run's best eval_return, not its final one: a run "
+                                     "can end below its peak, and the final score is the last row")
             raise AssertionError(f"{variant}: expected the last eval_return of each seed {sorted(want)}, got {have}: "
                                  "the final score is the last row of each run's metrics.csv")
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import torch
 
-from . import check
+from . import check, gen
 
 
 def _adam(p, g, m, v, t, lr, beta1, beta2, eps=1e-8):
@@ -15,7 +15,7 @@ def _adam(p, g, m, v, t, lr, beta1, beta2, eps=1e-8):
 
 
 def _run_against_torch(adam_step, beta1, steps=5, lr=0.01):
-    g = torch.Generator().manual_seed(0)
+    g = gen(0)
     start = torch.randn(4, 3, generator=g)
     grads = [torch.randn(4, 3, generator=g) * (k + 1) for k in range(steps)]
     ref = start.clone().requires_grad_(True)
@@ -67,7 +67,7 @@ def adam_first_step_has_size_lr(adam_step):
 @check("adam_step")
 def adam_takes_hyperparameters_per_agent(adam_step):
     """lr, beta1, beta2 and t as [N, 1] tensors, one row per agent (how the package calls it)"""
-    g = torch.Generator().manual_seed(1)
+    g = gen(1)
     p, grad = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
     m, v = torch.randn(3, 6, generator=g) * 0.1, torch.rand(3, 6, generator=g) * 0.1
     lr, beta1 = torch.tensor([[1e-3], [1e-2], [3e-4]]), torch.tensor([[0.9], [0.0], [0.5]])
@@ -80,6 +80,27 @@ def adam_takes_hyperparameters_per_agent(adam_step):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-7), (
             f"with lr, beta1, beta2 and t given per agent as [N, 1] tensors the returned {name} is wrong: use "
             "tensor arithmetic (**, .sqrt()) rather than math functions, so every row gets its own numbers")
+
+
+@check("adam_step")
+def adam_survives_exact_zero_gradients(adam_step):
+    """a unit whose gradient is exactly 0 from the first step on (a dead ReLU) stays put, with no NaN"""
+    g = gen(6)
+    p = torch.randn(3, 8, generator=g)
+    grad = torch.randn(3, 8, generator=g)
+    grad[:, 2] = 0.0  # a dead unit
+    grad[1] = 0.0  # an agent whose whole gradient is zero at its first update
+    m, v = torch.zeros(3, 8), torch.zeros(3, 8)
+    lr, beta1, beta2 = torch.full((3, 1), 1e-2), torch.full((3, 1), 0.9), torch.full((3, 1), 0.999)
+    expected = _adam(p, grad, m, v, torch.ones(3, 1), lr, beta1, beta2)[0]
+    out = adam_step(p.clone(), grad.clone(), m.clone(), v.clone(), torch.ones(3, 1), lr, beta1, beta2, 1e-8)
+    new_p = out[0]
+    assert torch.isfinite(new_p).all(), (
+        "a zero gradient at the first step gave NaN: m and v are both 0 there, so 0 / 0 unless eps is added to "
+        "the square root of v before dividing")
+    assert torch.equal(new_p[:, 2], p[:, 2]) and torch.equal(new_p[1], p[1]), (
+        "a weight whose gradient is exactly 0 (with m and v still 0) must not move")
+    assert torch.allclose(new_p, expected, rtol=1e-4, atol=1e-7), "the other weights should take a normal Adam step"
 
 
 def _config():

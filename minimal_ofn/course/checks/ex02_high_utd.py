@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from . import check
+from . import check, np_rng
 
 
 def _record(utd_loop, steps, utd, seed_steps):
@@ -113,9 +113,11 @@ def returns_by_hand(discounted_returns):
 @check("discounted_returns")
 def returns_match_the_recursion(discounted_returns):
     """G_t = r_t + gamma * G_{t+1} on a long random episode; gamma 0 and 1"""
-    rng = np.random.default_rng(0)
+    rng = np_rng(0)
     rewards = rng.uniform(0, 1, 300).tolist()
-    got = _as_array(discounted_returns(rewards, 0.99), 300)
+    given = list(rewards)
+    got = _as_array(discounted_returns(given, 0.99), 300)
+    assert given == rewards, "discounted_returns changed the list of rewards it was given: leave its input alone"
     assert np.allclose(got, _returns_reference(rewards, 0.99), rtol=1e-5, atol=1e-6), (
         "on a 300-step episode with gamma 0.99 the returns do not follow G_t = r_t + gamma * G_(t+1)")
     got = _as_array(discounted_returns(rewards[:5], 0.0), 5)
