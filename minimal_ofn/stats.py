@@ -67,7 +67,7 @@ def effect(a, b=None, reps: int = 2_000, seed: int = 0) -> dict:
         raise ValueError("effect() needs finite scores; drop failed runs first and say so")
 
     def difference(x, y):
-        return np.array([iqm(x) - iqm(y)])
+        return np.array([iqm(x.ravel()) - iqm(y.ravel())])  # rliable hands over [runs, tasks] arrays
 
     with warnings.catch_warnings():  # arch, under rliable, deprecates the RandomState that rliable passes it
         warnings.simplefilter("ignore", FutureWarning)

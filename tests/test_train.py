@@ -105,15 +105,20 @@ def test_resets_happen_on_schedule(monkeypatch):
 
 
 def test_a_reset_due_at_the_end_of_priming_happens_right_after_priming(monkeypatch):
+    from minimal_ofn.priming import prime
+
     events = []
-    real_prime, real_reset = train_mod.prime, train_mod.SAC.reset_agent
-    monkeypatch.setattr(train_mod, "prime", lambda *a, **k: (events.append("primed"), real_prime(*a, **k)))
+    real_reset = train_mod.SAC.reset_agent
     monkeypatch.setattr(train_mod.SAC, "reset_agent",
                         lambda self, i, kind="full": (events.append((i, kind)), real_reset(self, i, kind)))
-    train(_cfg(priming_updates=50, reset_every=50, utd=1), progress=False)
-    # init, priming's 50 updates, the reset due at update 50, then none until update 100 (121 learning updates)
-    assert events[:3] == [(0, "full"), "primed", (0, "full")]
-    assert events[3:] == [(0, "full")] * 2  # updates 100 and 150 of 171
+
+    def spy(*args):
+        events.append("primed")
+        prime(*args)
+
+    train(_cfg(priming_updates=50, reset_every=50, utd=1), progress=False, functions={"prime": spy})
+    # init, priming's 50 updates, the reset due at update 50, then every 50 of the 121 learning updates
+    assert events == [(0, "full"), "primed", (0, "full"), (0, "full"), (0, "full")]  # at 50, 100, 150
 
 
 def test_replay_keeps_the_final_state_of_a_truncated_episode_not_the_reset_state():
