@@ -49,19 +49,18 @@ class Protocol:
     dissect_env: str = "dmc:cheetah-run"
     dissect_updates: int = 10_000
     dissect_log_every: int = 500
-    dissect_alpha: float = 0.1  # the fixed temperature (and the learned one's start) in the dissection
+    dissect_alpha: float = 1.0  # the fixed temperature (and the learned one's start): SAC's usual start
     # Part 2
     online_env: str = "dmc:cheetah-run"
     utd: int = 32
-    online_steps: int = 1_500  # learning steps after seed_steps
-    online_alpha: float = 0.1
+    online_steps: int = 1_000  # learning steps after seed_steps: 32k updates at UTD 32, past alpha's transient
+    online_alpha: float = 1.0
     # Part 3
     priming_env: str = "dmc:cartpole-swingup"
     priming_utd: int = 8
     priming_updates: int = 25_000
-    priming_steps: int = 1_500
-    priming_alpha: float = 0.1
-    reset_after_priming: bool = True
+    priming_steps: int = 1_000
+    priming_alpha: float = 0.1  # cartpole-swingup learned within ~1k steps at UTD 8 from 0.1 (shared calibration)
     # shared
     log_every: int = 100
     online_eval_every: int = 250
@@ -174,23 +173,21 @@ CLAIMS = (
     Claim("overestimation", "At high UTD the critic overestimates",
           "peak (Q - soft MC return), baseline at UTD {utd} minus at UTD 1", "online"),
     Claim("diverges_seen", "Q diverges on seen actions (fixed early buffer)",
-          "log10(peak |Q| / B) on D's actions, Adam, alpha fixed", "dissection"),
+          "log10(peak |Q| / B) on D's actions, Adam, alpha {alpha}", "dissection"),
     Claim("diverges_unseen", "... and on unseen actions",
-          "log10(peak |Q| / B) on uniform actions, Adam, alpha fixed", "dissection"),
+          "log10(peak |Q| / B) on uniform actions, Adam, alpha {alpha}", "dissection"),
     Claim("momentum", "Divergence is propelled by optimizer momentum",
-          "log10 peak |Q|, critic Adam beta1 0.9 minus beta1 0, alpha fixed", "dissection"),
-    Claim("momentum_learned", "(the same, temperature learned)",
-          "log10 peak |Q|, critic Adam beta1 0.9 minus beta1 0, alpha learned", "dissection"),
+          "log10 peak |Q|, critic Adam beta1 0.9 minus beta1 0, alpha {alpha}", "dissection"),
     Claim("moments_grow", "Adam's moment estimates grow during divergence",
-          "log10(last / first) of the critic's largest Adam v, Adam, alpha fixed", "dissection"),
+          "log10(last / first) of the critic's largest Adam v, Adam, alpha {alpha}", "dissection"),
     Claim("dropout_helps", "Dropout helps a little",
-          "log10 peak |Q|, Adam minus dropout, alpha fixed", "dissection"),
+          "log10 peak |Q|, Adam minus dropout, alpha {alpha}", "dissection"),
     Claim("l2_helps", "L2 helps a little",
-          "log10 peak |Q|, Adam minus L2 loss penalty, alpha fixed", "dissection"),
+          "log10 peak |Q|, Adam minus L2 loss penalty, alpha {alpha}", "dissection"),
     Claim("ofn_beats_dropout", "... but less than OFN",
-          "log10 peak |Q|, dropout minus OFN, alpha fixed", "dissection"),
+          "log10 peak |Q|, dropout minus OFN, alpha {alpha}", "dissection"),
     Claim("ofn_stops_offline", "OFN stops the divergence (fixed buffer)",
-          "log10 peak |Q|, Adam minus OFN, alpha fixed", "dissection"),
+          "log10 peak |Q|, Adam minus OFN, alpha {alpha}", "dissection"),
     Claim("ofn_stops_online", "OFN stops the overestimation at high UTD",
           "peak (Q - soft MC return) at UTD {utd}, baseline minus OFN", "online"),
     Claim("ofn_learns", "With OFN, high-UTD SAC learns",
@@ -206,10 +203,16 @@ CLAIMS = (
     Claim("ofn_primes_safely", "With OFN, priming does little harm",
           "mean evaluation return, primed OFN minus primed baseline", "priming"),
 )
+TEMPERATURES = ("learned", "fixed")  # the dissection's two arms of the temperature: SAC's own, and held at its start
+
+
+def judged_claims() -> list[tuple]:
+    """Every (claim, temperature) as judged: dissection claims once per temperature, the rest once (None)."""
+    return [(c, t) for c in CLAIMS for t in (TEMPERATURES if c.part == "dissection" else (None,))]
 
 
 def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -> dict:
-    """{claim key: (scores of arm A, scores of arm B or None)}: one number per seed, from the runs' rows."""
+    """{(claim key, temperature): (scores of arm A, scores of arm B or None)}: one number per seed."""
     d, on, pr = results["dissection"], results["online"], results["priming"]
 
     def each(runs, fn):
@@ -230,36 +233,41 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
         return math.log10(max(abs(row["q_replay"]), 1e-12) / value_bound(row, act_dim["priming"], gamma))
 
     u = p.utd
-    return {
-        "overestimation": (over(u, "baseline"), over(1, "baseline")),
-        "diverges_seen": (log_peak("fixed", "adam"), None),
-        "diverges_unseen": (log_peak("fixed", "adam", "q_ood"), None),
-        "momentum": (log_peak("fixed", "adam"), log_peak("fixed", "critic_beta1=0")),
-        "momentum_learned": (log_peak("learned", "adam"), log_peak("learned", "critic_beta1=0")),
-        "moments_grow": (each(d["fixed"]["adam"], lambda rows: log_growth(rows, "adam_v_max")), None),
-        "dropout_helps": (log_peak("fixed", "adam"), log_peak("fixed", "dropout")),
-        "l2_helps": (log_peak("fixed", "adam"), log_peak("fixed", "l2")),
-        "ofn_beats_dropout": (log_peak("fixed", "dropout"), log_peak("fixed", "ofn")),
-        "ofn_stops_offline": (log_peak("fixed", "adam"), log_peak("fixed", "ofn")),
-        "ofn_stops_online": (over(u, "baseline"), over(u, "ofn")),
-        "ofn_learns": (ret(on[u]["ofn"], "online"), ret(on[u]["baseline"], "online")),
-        "high_utd_hurts": (ret(on[1]["baseline"], "online"), ret(on[u]["baseline"], "online")),
-        "priming_explodes": (each(pr["baseline+priming"], after_priming), None),
-        "priming_slows": (ret(pr["baseline"], "priming"), ret(pr["baseline+priming"], "priming")),
-        "reset_recovers": (ret(pr["baseline+priming+reset"], "priming"), ret(pr["baseline+priming"], "priming")),
-        "ofn_primes_safely": (ret(pr["ofn+priming"], "priming"), ret(pr["baseline+priming"], "priming")),
+    out = {
+        ("overestimation", None): (over(u, "baseline"), over(1, "baseline")),
+        ("ofn_stops_online", None): (over(u, "baseline"), over(u, "ofn")),
+        ("ofn_learns", None): (ret(on[u]["ofn"], "online"), ret(on[u]["baseline"], "online")),
+        ("high_utd_hurts", None): (ret(on[1]["baseline"], "online"), ret(on[u]["baseline"], "online")),
+        ("priming_explodes", None): (each(pr["baseline+priming"], after_priming), None),
+        ("priming_slows", None): (ret(pr["baseline"], "priming"), ret(pr["baseline+priming"], "priming")),
+        ("reset_recovers", None): (ret(pr["baseline+priming+reset"], "priming"),
+                                   ret(pr["baseline+priming"], "priming")),
+        ("ofn_primes_safely", None): (ret(pr["ofn+priming"], "priming"), ret(pr["baseline+priming"], "priming")),
     }
+    for t in TEMPERATURES:
+        out.update({
+            ("diverges_seen", t): (log_peak(t, "adam"), None),
+            ("diverges_unseen", t): (log_peak(t, "adam", "q_ood"), None),
+            ("momentum", t): (log_peak(t, "adam"), log_peak(t, "critic_beta1=0")),
+            ("moments_grow", t): (each(d[t]["adam"], lambda rows: log_growth(rows, "adam_v_max")), None),
+            ("dropout_helps", t): (log_peak(t, "adam"), log_peak(t, "dropout")),
+            ("l2_helps", t): (log_peak(t, "adam"), log_peak(t, "l2")),
+            ("ofn_beats_dropout", t): (log_peak(t, "dropout"), log_peak(t, "ofn")),
+            ("ofn_stops_offline", t): (log_peak(t, "adam"), log_peak(t, "ofn")),
+        })
+    return out
 
 
 def judge(scores: dict, reps: int = 2_000) -> list[dict]:
-    """Each claim with its effect, 95% interval and verdict (stats.effect / stats.verdict)."""
+    """Each (claim, temperature) with its effect, 95% interval and verdict (stats.effect / stats.verdict)."""
     out = []
-    for claim in CLAIMS:
-        a, b = scores[claim.key]
+    for claim, temp in judged_claims():
+        a, b = scores[claim.key, temp]
         finite = [x for x in a if math.isfinite(x)], None if b is None else [x for x in b if math.isfinite(x)]
         dropped = len(a) - len(finite[0]) + (0 if b is None else len(b) - len(finite[1]))
         e = stats.effect(*finite, reps=reps)
-        out.append({"claim": claim, **e, "verdict": stats.verdict(e), "dropped": dropped, "one_sample": b is None})
+        out.append({"claim": claim, "temperature": temp, **e, "verdict": stats.verdict(e), "dropped": dropped,
+                    "one_sample": b is None})
     return out
 
 
@@ -361,15 +369,20 @@ def run(p: Protocol = Protocol(), out="docs/story", jobs: int = 2, progress: boo
 
     runs = Path(out) / "runs"
     if jobs <= 1:
-        return [run_part(t, p, runs, progress) for t in tasks(p)]
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = [pool.submit(run_part, t, p, runs, False) for t in tasks(p)]
-        lines = []
-        for f in concurrent.futures.as_completed(futures):
-            lines.append(f.result())
-            if progress:
-                print(lines[-1], flush=True)
+        lines = [run_part(t, p, runs, progress) for t in tasks(p)]
+    else:
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [pool.submit(run_part, t, p, runs, False) for t in tasks(p)]
+            lines = []
+            for f in concurrent.futures.as_completed(futures):
+                lines.append(f.result())
+                if progress:
+                    print(lines[-1], flush=True)
+    # The story keeps what it reports (config, metrics, summary), not a checkpoint per finished run.
+    for ckpt in runs.glob("**/checkpoint.pt"):
+        if (ckpt.parent / "summary.json").exists():
+            ckpt.unlink()
     return lines
 
 
@@ -401,7 +414,7 @@ def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = ())
         c = j["claim"]
         seeds = str(j["n"][0]) if j["one_sample"] else f"{j['n'][0]} vs {j['n'][1]}"
         dropped = f" ({j['dropped']} non-finite dropped)" if j["dropped"] else ""
-        out.append(f"| {k} | {c.paper} | {c.measured.format(utd=p.utd)} | {_fmt(j['effect'])} "
+        out.append(f"| {k} | {c.paper} | {c.measured.format(utd=p.utd, alpha=j['temperature'])} | {_fmt(j['effect'])} "
                    f"[{_fmt(j['low'])}, {_fmt(j['high'])}] | {seeds}{dropped} | **{j['verdict']}** |")
     out += ["", UNVERIFIED, ""]
     if lines:

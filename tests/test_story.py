@@ -76,15 +76,18 @@ def test_verdicts_and_report_follow_synthetic_runs():
     p = Protocol(seeds=(0, 1, 2, 3, 4))
     results = _synthetic(p, diverging={"adam", "dropout", "l2"})  # beta1=0 and OFN do not diverge
     judged = story.judge(story.claim_scores(results, p, {"dissection": 6, "online": 6, "priming": 1}), reps=300)
-    verdict = {j["claim"].key: j["verdict"] for j in judged}
-    assert verdict["overestimation"] == stats.HOLDS
-    assert verdict["diverges_seen"] == verdict["diverges_unseen"] == stats.HOLDS
-    assert verdict["momentum"] == verdict["momentum_learned"] == stats.HOLDS
-    assert verdict["moments_grow"] == stats.HOLDS
-    assert verdict["dropout_helps"] == verdict["l2_helps"] == stats.UNRESOLVED  # as diverged as Adam
-    assert verdict["ofn_stops_offline"] == verdict["ofn_stops_online"] == verdict["ofn_learns"] == stats.HOLDS
-    assert verdict["high_utd_hurts"] == stats.HOLDS  # 15 at UTD 1 against 10
-    assert verdict["priming_explodes"] == verdict["priming_slows"] == verdict["reset_recovers"] == stats.HOLDS
+    verdict = {(j["claim"].key, j["temperature"]): j["verdict"] for j in judged}
+    assert len(judged) == len(story.CLAIMS) + 8  # the 8 dissection claims are judged at both temperatures
+    assert verdict["overestimation", None] == stats.HOLDS
+    for t in story.TEMPERATURES:
+        assert verdict["diverges_seen", t] == verdict["diverges_unseen", t] == stats.HOLDS
+        assert verdict["momentum", t] == verdict["moments_grow", t] == stats.HOLDS
+        assert verdict["dropout_helps", t] == verdict["l2_helps", t] == stats.UNRESOLVED  # as diverged as Adam
+        assert verdict["ofn_stops_offline", t] == stats.HOLDS
+    assert verdict["ofn_stops_online", None] == verdict["ofn_learns", None] == stats.HOLDS
+    assert verdict["high_utd_hurts", None] == stats.HOLDS  # 15 at UTD 1 against 10
+    assert verdict["priming_explodes", None] == verdict["priming_slows", None] == stats.HOLDS
+    assert verdict["reset_recovers", None] == stats.HOLDS
     text = story.report(p, judged, "python -m minimal_ofn.story")
     for k, j in enumerate(judged, 1):
         line = next(t for t in text.splitlines() if t.startswith(f"| {k} |"))
@@ -93,11 +96,11 @@ def test_verdicts_and_report_follow_synthetic_runs():
     assert f"{counts[0]} hold, {counts[1]} are contradicted, {counts[2]} are unresolved" in text
 
     flipped = _synthetic(p, diverging={"critic_beta1=0", "ofn"})  # the opposite world
-    verdict = {j["claim"].key: j["verdict"]
+    verdict = {(j["claim"].key, j["temperature"]): j["verdict"]
                for j in story.judge(story.claim_scores(flipped, p, {"dissection": 6, "online": 6, "priming": 1}),
-                                      reps=300)}
-    assert verdict["momentum"] == verdict["ofn_stops_offline"] == stats.CONTRADICTED
-    assert verdict["diverges_seen"] == stats.CONTRADICTED  # Adam itself stays below the bound here
+                                    reps=300)}
+    assert verdict["momentum", "fixed"] == verdict["ofn_stops_offline", "learned"] == stats.CONTRADICTED
+    assert verdict["diverges_seen", "fixed"] == stats.CONTRADICTED  # Adam itself stays below the bound here
 
 
 def test_priming_arms_prime_and_reset_right_after_priming():
