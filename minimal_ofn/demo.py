@@ -24,14 +24,37 @@ import math
 import time
 
 import matplotlib.pyplot as plt
+import numpy as np
 
+from .cli import Parser, RunError, add_flag, cli
 from .config import preset
 from .envs import make_env
-from .cli import Parser, RunError, add_flag, cli
-from .experiment import peak_excess, run_variants, set_threads, value_curves, variant_changes
-from .plots import story_figure, summary_numbers, summary_table
+from .experiment import run_variants, set_threads, variant_changes
+from .plots import entropy_allowance, seed_curve, story_figure, summary_numbers, summary_table
 
 VARIANTS = ("baseline", "beta1=0", "ofn")
+
+
+def value_curves(runs, seed_steps, act_dim, gamma):
+    """Seed-mean Q, Q_adj, MC return and max_reward/(1-gamma) on the learning-phase steps that logged all."""
+    names = ("q_rollout", "mc_return", "q_bound", "temperature")
+    curves = []
+    for m in names:
+        steps, mean, _, _ = seed_curve(runs, m)
+        curves.append({s: v for s, v in zip(steps, mean) if s >= seed_steps})
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    q, mc, bound, alpha = (np.array([c[s] for s in steps]) for c in curves)
+    return {"step": np.array(steps, dtype=int), "q": q, "q_adj": q - entropy_allowance(alpha, act_dim, gamma),
+            "mc": mc, "bound": bound}
+
+
+def peak_excess(runs, seed_steps, act_dim, gamma) -> float:
+    """Peak overestimation: mean over seeds of each seed's max over learning steps of (Q_adj - MC return)^+.
+
+    Clipped at 0: a Q below what the returns could be is not overestimation, and nothing lowers 0."""
+    curves = [value_curves([r], seed_steps, act_dim, gamma) for r in runs]
+    peaks = [max(0.0, float(np.max(c["q_adj"] - c["mc"]))) for c in curves if len(c["step"])]
+    return float(np.mean(peaks)) if peaks else math.nan
 
 
 def explain(results: dict, utd: int, act_dim: int, gamma: float = 0.99) -> str:

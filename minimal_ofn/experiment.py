@@ -16,12 +16,10 @@ and "priming" (K updates on the random seed transitions first); join them with "
 e.g. "ofn+priming".
 """
 
-import math
 import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import config as cfgmod
@@ -29,8 +27,7 @@ from . import runs
 from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args
 from .cluster import LAUNCHERS, Stack, StacksFailed, run_stacks
 from .config import Config
-from .envs import make_env
-from .plots import entropy_allowance, seed_curve, story_figure, summary_numbers, summary_table
+from .plots import story_figure, summary_table
 from .runs import load_metrics
 from .train import train
 
@@ -135,174 +132,6 @@ def plot_results(folder) -> list[Path]:
     return written
 
 
-# ---- the story: the paper's claims, measured at tutorial scale
-# Criteria, fixed before any run (thresholds are round numbers, not fitted to the data).
-#
-# SAC's critic estimates the *soft* value, which adds the entropy bonus -alpha log pi to
-# every future reward; the MC return counts rewards only. Any distribution on [-1, 1]^|A|
-# has entropy <= |A| log 2, so the bonus adds at most
-#     allowance = alpha |A| log 2 / (1 - gamma)
-# to an honest Q. With alpha near its initial 1 (at UTD 1 for thousands of updates) that
-# is hundreds, far more than cheetah's rewards: judging raw Q against reward-only returns
-# would call an honest entropy bonus a blow-up. So every claim uses
-#     Q_adj = Q - allowance        (the least reward-value an honest soft Q could claim)
-BLOWUP_RATIO = 10.0  # blow-up: seed-mean Q_adj > 10 x seed-mean MC return AND > max_reward / (1 - gamma)
-LOWER = 0.9  # "lowers": peak overestimation (max of Q_adj - MC, >= 0) at most 90% of the baseline's (itself > 0)
-SMALL_FACTOR = 3.0  # "within a small factor": seed-mean Q_adj never above 3 x seed-mean MC return
-SLOWER = 0.75  # "slow learning": final return below 75% of the same variant unprimed; "learns": at least 75%
-
-
-def value_curves(runs, seed_steps, act_dim, gamma):
-    """Seed-mean Q, Q_adj, MC return and max_reward/(1-gamma) on the learning-phase steps that logged all."""
-    names = ("q_rollout", "mc_return", "q_bound", "temperature")
-    curves = []
-    for m in names:
-        steps, mean, _, _ = seed_curve(runs, m)
-        curves.append({s: v for s, v in zip(steps, mean) if s >= seed_steps})
-    steps = sorted(set.intersection(*(set(c) for c in curves)))
-    q, mc, bound, alpha = (np.array([c[s] for s in steps]) for c in curves)
-    return {"step": np.array(steps, dtype=int), "q": q, "q_adj": q - entropy_allowance(alpha, act_dim, gamma),
-            "mc": mc, "bound": bound}
-
-
-def blowup(runs, seed_steps, act_dim, gamma, until=None) -> dict:
-    """First logged step (<= until) where seed-mean Q_adj > BLOWUP_RATIO x MC return and > max_reward/(1-gamma).
-
-    Without a blow-up, the figures at the step of the largest Q_adj."""
-    c = value_curves(runs, seed_steps, act_dim, gamma)
-    hit = (c["q_adj"] > BLOWUP_RATIO * c["mc"]) & (c["q_adj"] > c["bound"])
-    hit &= c["step"] <= (until if until is not None else np.inf)
-    if not len(c["step"]):
-        return {"blowup": False, "step": None, **{k: math.nan for k in ("q", "q_adj", "mc", "bound")}}
-    j = int(np.argmax(hit)) if hit.any() else int(np.argmax(c["q_adj"]))
-    return {"blowup": bool(hit.any()), **{k: (int(v[j]) if k == "step" else float(v[j])) for k, v in c.items()}}
-
-
-def peak_excess(runs, seed_steps, act_dim, gamma) -> float:
-    """Peak overestimation: mean over seeds of each seed's max over learning steps of (Q_adj - MC return)^+.
-
-    Clipped at 0: a Q below what the returns could be is not overestimation, and nothing lowers 0."""
-    curves = [value_curves([r], seed_steps, act_dim, gamma) for r in runs]
-    peaks = [max(0.0, float(np.max(c["q_adj"] - c["mc"]))) for c in curves if len(c["step"])]
-    return float(np.mean(peaks)) if peaks else math.nan
-
-
-def max_ratio(runs, seed_steps, act_dim, gamma) -> float:
-    """Largest seed-mean Q_adj / seed-mean MC return over the learning phase."""
-    c = value_curves(runs, seed_steps, act_dim, gamma)
-    return float(np.max(c["q_adj"] / np.maximum(c["mc"], 1e-8))) if len(c["step"]) else math.nan
-
-
-def check_claims(results: dict, seed_steps: int, early: int, act_dim: int, gamma: float = 0.99) -> list:
-    """The six claims of the story as (claim, holds, measured figures).
-
-    results keys: "baseline", "beta1=0", "dropout", "l2", "ofn" (high UTD), "baseline utd1",
-    "ofn utd1", "baseline primed", "ofn primed" (UTD 1 after priming). early: the last env
-    step that still counts as early for claim 1. act_dim, gamma: for the entropy allowance."""
-    out = []
-    f = lambda x: f"{x:.3g}"  # noqa: E731
-    env = (act_dim, gamma)
-
-    def at(b):
-        return f"step {b['step']}: Q {f(b['q'])}, Q_adj {f(b['q_adj'])}, MC return {f(b['mc'])}, bound {f(b['bound'])}"
-
-    b = blowup(results["baseline"], seed_steps, *env, until=early)
-    out.append(("(1) baseline Q > 10x MC return and > max_reward/(1-gamma), early", b["blowup"],
-                f"{'first' if b['blowup'] else 'no blow-up by step ' + str(early) + '; largest'} at {at(b)}"))
-    base_peak = peak_excess(results["baseline"], seed_steps, *env)
-    peaks = {k: peak_excess(results[k], seed_steps, *env) for k in ("beta1=0", "dropout", "l2", "ofn")}
-    out.append(("(2) beta1=0 lowers peak overestimation vs baseline",
-                0 < base_peak and peaks["beta1=0"] <= LOWER * base_peak,
-                f"peak Q_adj - MC: baseline {f(base_peak)}, beta1=0 {f(peaks['beta1=0'])}"))
-    partly = [peaks["ofn"] < peaks[k] <= LOWER * base_peak for k in ("dropout", "l2")]
-    out.append(("(3) dropout and L2 lower it partly (below baseline, above OFN)", all(partly),
-                f"peak Q_adj - MC: baseline {f(base_peak)}, dropout {f(peaks['dropout'])}, l2 {f(peaks['l2'])}, "
-                f"ofn {f(peaks['ofn'])}"))
-    ratio = max_ratio(results["ofn"], seed_steps, *env)
-    ofn_ret, base_ret = (summary_numbers(results[k])["final_return"] for k in ("ofn", "baseline"))
-    out.append(("(4) OFN keeps Q within 3x MC return, final return >= baseline's",
-                ratio <= SMALL_FACTOR and ofn_ret >= base_ret,
-                f"OFN max Q_adj/MC {f(ratio)}; final return OFN {f(ofn_ret)}, baseline {f(base_ret)}"))
-    u1 = blowup(results["baseline utd1"], seed_steps, *env)
-    out.append(("(5) UTD-1 baseline shows no blow-up", not u1["blowup"],
-                f"{'blow-up first' if u1['blowup'] else 'largest Q_adj'} at {at(u1)}"))
-    pb, po = (blowup(results[k], seed_steps, *env) for k in ("baseline primed", "ofn primed"))
-    ret = {k: summary_numbers(results[k])["final_return"]
-           for k in ("baseline primed", "baseline utd1", "ofn primed", "ofn utd1")}
-    holds = (pb["blowup"] and ret["baseline primed"] < SLOWER * ret["baseline utd1"]
-             and ret["ofn primed"] >= SLOWER * ret["ofn utd1"])
-    out.append(("(6) primed baseline: Q explodes, learns slowly after; primed OFN learns right after", holds,
-                f"primed baseline blow-up {pb['blowup']} ({at(pb)}); primed OFN blow-up {po['blowup']} ({at(po)}); "
-                f"final return primed vs unprimed: baseline {f(ret['baseline primed'])} vs {f(ret['baseline utd1'])}, "
-                f"ofn {f(ret['ofn primed'])} vs {f(ret['ofn utd1'])}"))
-    return out
-
-
-def run_story(out="docs/story", seeds=(0, 1, 2), steps=4_000, seed_steps=1_000, utd=32,
-              priming_updates=PRIMING_UPDATES, progress=True, command=None) -> str:
-    """The issue's experiment: run it (resumably) under out/runs/, write table + figures to out/, return the report."""
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    base = cfgmod.preset("tutorial", env="dmc:cheetah-run", steps=steps, seed_steps=seed_steps,
-                         log_every=100, eval_every=500, checkpoint_every=250)
-    names = {k: variant_changes(k) for k in ("baseline", "beta1=0", "dropout", "l2", "ofn")}
-    primed = {f"{k}+priming": variant_changes(f"{k}+priming", priming_updates=priming_updates)
-              for k in ("baseline", "ofn")}
-    # Cheap stacks first (UTD 1), then the 15-agent UTD-32 stack that takes most of the time.
-    low = run_variants(base.replace(utd=1), {k: names[k] for k in ("baseline", "ofn")}, seeds,
-                       out / "runs" / "utd1", progress)
-    low.update(run_variants(base.replace(utd=1), primed, seeds, out / "runs" / "utd1", progress))
-    high = run_variants(base.replace(utd=utd), names, seeds, out / "runs" / f"utd{utd}", progress)
-    results = {**high, "baseline utd1": low["baseline"], "ofn utd1": low["ofn"],
-               "baseline primed": low["baseline+priming"], "ofn primed": low["ofn+priming"]}
-    # The story keeps what it reports (config, metrics, summary), not a 2.5 MB checkpoint per finished run.
-    for ckpt in (out / "runs").glob("utd*/*/seed*/checkpoint.pt"):
-        if (ckpt.parent / "summary.json").exists():
-            ckpt.unlink()
-    early = seed_steps + (steps - seed_steps) // 3  # the first third of the learning phase
-    act_dim = make_env(base.env, 0).action_space.shape[0]
-    claims = check_claims(results, seed_steps, early, act_dim, base.gamma)
-
-    fig = story_figure({k: results[k] for k in (*names, "baseline utd1")})
-    fig.suptitle(f"dmc:cheetah-run, UTD {utd} (and baseline at UTD 1), {len(seeds)} seeds")
-    fig.savefig(out / "story_utd.png", dpi=120)
-    plt.close(fig)
-    fig = story_figure({k: results[k] for k in ("baseline utd1", "ofn utd1", "baseline primed", "ofn primed")})
-    fig.suptitle(f"priming: {priming_updates} updates on {seed_steps} random transitions, then UTD 1")
-    fig.savefig(out / "story_priming.png", dpi=120)
-    plt.close(fig)
-
-    def seconds(*keys):  # training wall time per seed: its stack's, shared by the agents trained together with it
-        per_seed = [max(results[k][i][-1]["wall_time"] for k in keys if results[k][i]) for i in range(len(seeds))]
-        return " / ".join(f"{t:.0f}" for t in per_seed) + " s"
-
-    command = command or f"run_story(out={str(out)!r}, seeds={list(seeds)}, steps={steps}, seed_steps={seed_steps}, " \
-                         f"utd={utd}, priming_updates={priming_updates})"
-    lines = [f"# The story, measured ({command})", "",
-             f"dmc:cheetah-run, tutorial preset (batch 128, 2x128), {steps} env steps of which {seed_steps} random, "
-             f"seeds {list(seeds)}; UTD {utd} unless named; priming = {priming_updates} updates on the random "
-             f"transitions, then UTD 1. Training wall time of the stack each seed ran in (seeds "
-             f"{' / '.join(map(str, seeds))}; seeds run in one call share a stack): UTD {utd} ({len(names)} variants) "
-             f"{seconds(*names)}, UTD 1 "
-             f"{seconds('baseline utd1', 'ofn utd1')}, primed {seconds('baseline primed', 'ofn primed')} (the CPU "
-             "was shared with other work). "
-             "Peak Q in the table is the critic's raw soft Q (entropy bonus included).", "",
-             "```", summary_table(results), "```", "",
-             f"Criteria: blow-up = seed-mean Q_adj > {BLOWUP_RATIO:g}x MC return and > max_reward/(1-gamma); "
-             f"'lowers' = peak (Q_adj - MC) at most {LOWER:g}x baseline's; 'small factor' = Q_adj <= "
-             f"{SMALL_FACTOR:g}x MC return at every logged step; "
-             f"'slow' = final return < {SLOWER:g}x the same variant unprimed. "
-             "Q_adj = Q - alpha |A| log 2 / (1 - gamma), the most an entropy bonus can add to an honest soft Q "
-             "(see experiment.py).", ""]
-    lines += [f"- {'HOLDS' if ok else 'DOES NOT HOLD'}: {claim} -- {figures}" for claim, ok, figures in claims]
-    lines += ["", "Figures: story_utd.png, story_priming.png"]
-    report = "\n".join(lines) + "\n"
-    (out / "story.md").write_text(report)
-    return report
-
-
 # ---- command line
 def set_threads(n) -> None:
     """torch intra-op threads; None keeps torch's default. On a busy 2-core CPU one thread was 20x faster
@@ -380,34 +209,14 @@ def _plot_main(argv):
     cli(run)
 
 
-def _story_main(argv):
-    parser = Parser(prog="python -m minimal_ofn.experiment story", description="The paper's story, claims checked.")
-    helps = cfgmod.field_help()
-    parser.add_argument("--out", default="docs/story", help="report, figures and runs/ go here (default: docs/story)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every variant (default: 0 1 2)")
-    for name, default in (("steps", 4_000), ("seed_steps", 1_000), ("utd", 32)):
-        add_flag(parser, name, type=int, default=default, help=f"{helps[name]} (default: {default})")
-    add_flag(parser, "priming_updates", type=int, default=PRIMING_UPDATES,
-             help=f"updates on the random transitions in the primed runs (default: {PRIMING_UPDATES})")
-    parser.add_argument("--threads", type=int, help="torch threads (1 is far faster when the CPU is shared)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    command = " ".join(["python -m minimal_ofn.experiment story", *argv])
-
-    def run():
-        set_threads(args.threads)
-        print(run_story(args.out, args.seeds, args.steps, args.seed_steps, args.utd, args.priming_updates,
-                        not args.no_progress, command))
-
-    cli(run, resume_command=shlex.join(["python", "-m", "minimal_ofn.experiment", "story", *argv]))
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "plot":
         _plot_main(argv[1:])
-    elif argv and argv[0] == "story":
-        _story_main(argv[1:])
+    elif argv and argv[0] == "story":  # the story has its own module now; this spelling still works
+        from .story import main as story_main
+
+        story_main(argv[1:])
     else:
         _run_main(argv)
 
