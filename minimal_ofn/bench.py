@@ -398,10 +398,15 @@ def _clean_env(**extra) -> dict:
     return {**env, **extra}
 
 
-def _timed(cmd, env, cwd=None) -> float:
-    """Wall seconds of a whole process; a failure is one line with the end of its stderr."""
+def _timed(cmd, env, cwd=None, cap=None) -> float:
+    """Wall seconds of a whole process; a failure is one line with the end of its stderr.
+
+    cap: stop the process after that many seconds and return inf (a collapsed setting must not stall the bench)."""
     start = time.perf_counter()
-    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    try:
+        out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=cap)
+    except subprocess.TimeoutExpired:
+        return math.inf
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -415,14 +420,15 @@ def _train_cmd(args, out, compiled=False) -> list:
     return [sys.executable, *entry, *args, "--out", str(out), "--no-progress"]
 
 
-def contention(repeats=1) -> dict:
+def contention(repeats=1, cap=180.0, idle=True) -> dict:
     """Whole-process seconds of the issue's tutorial run per thread setting, idle and beside one busy process.
 
     "Idle" is whatever the machine runs besides (the load average is printed); "busy" adds one process of
-    ours spinning in pure python (started and killed here). Settings alternate within each round."""
-    result = {"cpu_count": os.cpu_count(), "usable_cores": threads.usable_cores(), "rows": {}}
+    ours spinning in pure python (started and killed here). Settings alternate within each round. A run
+    still going after cap seconds is stopped and shown as "> cap"."""
+    result = {"cpu_count": os.cpu_count(), "usable_cores": threads.usable_cores(), "cap": cap, "rows": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for neighbour in (False, True):
+        for neighbour in (False, True) if idle else (True,):
             busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if neighbour else None
             try:
                 time.sleep(1.0 if neighbour else 0.0)
@@ -430,7 +436,7 @@ def contention(repeats=1) -> dict:
                     for k, (name, extra) in enumerate(CONTENTION_SETTINGS):
                         load = _load()
                         seconds = _timed(_train_cmd(CONTENTION_TRAIN, Path(tmp) / f"{neighbour}{r}{k}"),
-                                         _clean_env(**extra))
+                                         _clean_env(**extra), cap=cap)
                         row = result["rows"].setdefault(name, {"idle": [], "busy": [], "load": []})
                         row["busy" if neighbour else "idle"].append(seconds)
                         row["load"].append(load)
@@ -446,9 +452,17 @@ def format_contention(r: dict) -> str:
              f"(median), {r['usable_cores']} usable cores; busy = beside one `python -c 'while True: pass'`:",
              f"  {'setting':<30} {'idle s':>7} {'busy s':>7} {'busy / best busy':>16}"]
     best = min(statistics.median(w["busy"]) for w in r["rows"].values())
+
+    def show(values):
+        if not values:
+            return "n/a"
+        x = statistics.median(values)
+        return f"> {r['cap']:.0f}" if math.isinf(x) else f"{x:.1f}"
+
     for name, w in r["rows"].items():
         busy = statistics.median(w["busy"])
-        lines.append(f"  {name:<30} {statistics.median(w['idle']):>7.1f} {busy:>7.1f} {busy / best:>15.2f}x")
+        ratio = f"> {r['cap'] / best:.1f}x" if math.isinf(busy) else f"{busy / best:.2f}x"
+        lines.append(f"  {name:<30} {show(w['idle']):>7} {show(w['busy']):>7} {ratio:>16}")
     loads = [x for w in r["rows"].values() for x in w["load"] if x is not None]
     if loads:
         lines.append(f"  (1-min load average at the starts: {min(loads):.1f} to {max(loads):.1f}; the package "
@@ -726,6 +740,7 @@ def main(argv=None):
     parser.add_argument("--cleanrl-python", default=sys.executable,
                         help="python of CleanRL's own environment (gymnasium 0.29, mujoco < 3)")
     parser.add_argument("--pairs", type=int, default=1, help="--cleanrl / --contention: rounds of runs")
+    parser.add_argument("--busy-only", action="store_true", help="--contention: skip the runs without a neighbour")
     args = parser.parse_args(argv)
 
     def run():
@@ -744,7 +759,7 @@ def main(argv=None):
             raise RunError(f"--cleanrl: no such file {args.cleanrl!r} (CleanRL's cleanrl/sac_continuous_action.py)")
         if args.contention or args.cleanrl:
             if args.contention:
-                print(format_contention(contention(args.pairs)), flush=True)
+                print(format_contention(contention(args.pairs, idle=not args.busy_only)), flush=True)
             if args.cleanrl:
                 print(format_yardstick(yardstick(args.cleanrl, args.cleanrl_python, args.pairs)))
             return

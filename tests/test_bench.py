@@ -205,3 +205,12 @@ def test_contention_settings_start_from_a_clean_environment(monkeypatch):
 def test_bench_bad_process_arguments_are_one_line(args, word):
     out = subprocess.run([sys.executable, "-m", "minimal_ofn.bench", *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and word in out.stderr
+
+
+def test_a_collapsed_run_is_stopped_at_the_cap_and_shown_as_such():
+    assert bench._timed([sys.executable, "-c", "import time; time.sleep(30)"], dict(bench._clean_env()), cap=1.0) \
+        == float("inf")
+    r = {"usable_cores": 2, "cap": 180.0, "rows": {"a": {"idle": [], "busy": [float("inf")], "load": [6.0]},
+                                                    "b": {"idle": [9.0], "busy": [12.0], "load": [6.0]}}}
+    text = bench.format_contention(r)
+    assert "> 180" in text and "> 15.0x" in text and "1.00x" in text
