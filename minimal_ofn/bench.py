@@ -533,43 +533,251 @@ def _train_compiled(argv) -> None:
 END_TO_END_ROWS = [("tutorial, 5 baseline seeds", ("baseline",) * 5), ("tutorial, story mix", STORY_MIX)]
 
 
-def end_to_end(variants, device, compiled=False, env_steps=10, utd=32) -> dict:
-    """Per agent-update ms of train.Lockstep at the tutorial preset, split into update, env and diagnostics.
+def end_to_end(variants, device, env_steps=10, utd=32) -> dict:
+    """Per agent-update ms of train.Lockstep at the tutorial preset, eager and compiled, split into update, env
+    and diagnostics.
 
-    After the preset's random phase and one warm-up step (which compiles, for compiled=True), env_steps steps
-    of env_step + learn are timed apart; the diagnostics (train.Lockstep.metrics: critic diagnostics and Monte
-    Carlo rollouts at every log, an evaluation episode at every eval) are timed once each and charged at the
-    preset's log_every / eval_every intervals, as train.train calls them."""
+    Two identical runs (eager sac.py and compiled.py) go through the preset's random phase and one warm-up step
+    (which compiles); then env_steps steps of env_step + learn are timed, alternating between the two runs step
+    by step so that a busy neighbour slows both alike. The diagnostics (train.Lockstep.metrics: critic
+    diagnostics and Monte Carlo rollouts at every log, an evaluation episode at every eval) are timed once each
+    and charged at the preset's log_every / eval_every intervals, as train.train calls them."""
     configs = stack_configs("tutorial", variants, device, utd=utd)
     c, n = configs[0], len(configs)
-    run = Lockstep(configs, progress=False)
-    compile_s = 0.0
-    if compiled:
-        compile_update(run.sac)
-    while run.t < c.seed_steps:
-        run.env_step()
-        run.learn()
-    run.env_step()
-    start = time.perf_counter()
-    run.learn()  # warm-up: the first updates (and the compile)
-    compile_s = time.perf_counter() - start if compiled else 0.0
-    spent = {"env": 0.0, "update": 0.0}
+    runs = {"eager": Lockstep(configs, progress=False), "compiled": Lockstep(configs, progress=False)}
+    compile_update(runs["compiled"].sac)
+    out = {"agents": n, "variants": list(variants), "utd": utd, "env_steps": env_steps, "paths": {}}
+    for name, run in runs.items():
+        while run.t <= c.seed_steps:
+            run.env_step()
+            run.learn()  # the first utd updates: the warm-up (and the compile)
+    spent = {name: {"env": 0.0, "update": 0.0} for name in runs}
     for _ in range(env_steps):
-        for part, fn in (("env", run.env_step), ("update", run.learn)):
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            spent[part] += time.perf_counter() - start
-    log_s = _seconds_per_call(lambda: run.metrics(evaluate=False, monte_carlo_rollout=True), 1, device)
-    eval_s = _seconds_per_call(lambda: run.metrics(evaluate=True, monte_carlo_rollout=True), 1, device) - log_s
+        for name, run in runs.items():
+            for part, fn in (("env", run.env_step), ("update", run.learn)):
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                spent[name][part] += time.perf_counter() - start
     agent_updates = env_steps * utd * n
-    diag_per_env_step = log_s / c.log_every + max(eval_s, 0.0) / c.eval_every
-    split = {"update": 1e3 * spent["update"] / agent_updates, "env": 1e3 * spent["env"] / agent_updates,
-             "diagnostics": 1e3 * diag_per_env_step / (utd * n)}
-    return {"agents": n, "variants": list(variants), "utd": utd, "env_steps": env_steps, "compiled": compiled,
-            "compile_s": compile_s, "log_s": log_s, "eval_s": eval_s, "ms_per_agent_update": split,
-            "total_ms_per_agent_update": sum(split.values())}
+    for name, run in runs.items():
+        log_s = _seconds_per_call(lambda: run.metrics(evaluate=False, monte_carlo_rollout=True), 1, device)
+        eval_s = max(0.0, _seconds_per_call(lambda: run.metrics(evaluate=True, monte_carlo_rollout=True), 1, device)
+                     - log_s)
+        diag_per_env_step = log_s / c.log_every + eval_s / c.eval_every
+        split = {"update": 1e3 * spent[name]["update"] / agent_updates, "env": 1e3 * spent[name]["env"] / agent_updates,
+                 "diagnostics": 1e3 * diag_per_env_step / (utd * n)}
+        out["paths"][name] = {"log_s": log_s, "eval_s": eval_s, "ms_per_agent_update": split,
+                              "total_ms_per_agent_update": sum(split.values())}
+    return out
+
+
+def format_end_to_end(rows: dict) -> str:
+    utd = next(iter(rows.values()))["utd"]
+    lines = [f"end to end (train.Lockstep, tutorial preset, UTD {utd}, dmc:cheetah-run; eager and compiled "
+             "alternating step by step; diagnostics charged at the preset's log/eval intervals), ms per agent-update:",
+             f"  {'stack':<28} {'path':>8} {'total':>7} {'update':>7} {'env':>6} {'diag':>6} | "
+             f"{'one log s':>9} {'one eval s':>10}"]
+    for name, row in rows.items():
+        for path, w in row["paths"].items():
+            m = w["ms_per_agent_update"]
+            lines.append(f"  {name:<28} {path:>8} {w['total_ms_per_agent_update']:>7.2f} {m['update']:>7.2f} "
+                         f"{m['env']:>6.3f} {m['diagnostics']:>6.3f} | {w['log_s']:>9.2f} {w['eval_s']:>10.2f}")
+    return "\n".join(lines)
+
+
+# ---- whole processes: contention, and the external yardstick (CleanRL's own script)
+THREAD_VARS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", threads.OFF)
+CONTENTION_SETTINGS = [  # name, environment of the training process
+    ("torch's default", {threads.OFF: "torch"}),
+    ("OMP_NUM_THREADS=1", {threads.OFF: "torch", "OMP_NUM_THREADS": "1"}),
+    ("OMP_WAIT_POLICY=PASSIVE", {threads.OFF: "torch", "OMP_WAIT_POLICY": "PASSIVE"}),
+    ("package default (threads.py)", {}),
+]
+# The issue's run: tutorial preset, UTD 2, 300 learning steps after the 1000 random ones.
+CONTENTION_TRAIN = ["--preset", "tutorial", "--utd", "2", "--steps", "1300", "--seed_steps", "1000"]
+
+
+def _clean_env(**extra) -> dict:
+    """This process's environment without any thread setting (the bench's own import applied the defaults)."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    return {**env, **extra}
+
+
+def _timed(cmd, env, cwd=None, cap=None) -> float:
+    """Wall seconds of a whole process; a failure is one line with the end of its stderr.
+
+    cap: stop the process after that many seconds and return inf (a collapsed setting must not stall the bench)."""
+    start = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=cap)
+    except subprocess.TimeoutExpired:
+        return math.inf
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RunError(f"{' '.join(map(str, cmd[:4]))} ... failed ({out.returncode}): {tail}")
+    return seconds
+
+
+def _train_cmd(args, out, compiled=False) -> list:
+    # Ours as users run it: `python -m minimal_ofn.train`; the compiled update through --train-compiled (below).
+    entry = ["-m", "minimal_ofn.bench", "--train-compiled"] if compiled else ["-m", "minimal_ofn.train"]
+    return [sys.executable, *entry, *args, "--out", str(out), "--no-progress"]
+
+
+def contention(repeats=1, cap=180.0, idle=True) -> dict:
+    """Whole-process seconds of the issue's tutorial run per thread setting, idle and beside one busy process.
+
+    "Idle" is whatever the machine runs besides (the load average is printed); "busy" adds one process of
+    ours spinning in pure python (started and killed here). Settings alternate within each round. A run
+    still going after cap seconds is stopped and shown as "> cap"."""
+    result = {"cpu_count": os.cpu_count(), "usable_cores": threads.usable_cores(), "cap": cap, "rows": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for neighbour in (False, True) if idle else (True,):
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if neighbour else None
+            try:
+                time.sleep(1.0 if neighbour else 0.0)
+                for r in range(repeats):
+                    for k, (name, extra) in enumerate(CONTENTION_SETTINGS):
+                        load = _load()
+                        seconds = _timed(_train_cmd(CONTENTION_TRAIN, Path(tmp) / f"{neighbour}{r}{k}"),
+                                         _clean_env(**extra), cap=cap)
+                        row = result["rows"].setdefault(name, {"idle": [], "busy": [], "load": []})
+                        row["busy" if neighbour else "idle"].append(seconds)
+                        row["load"].append(load)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    return result
+
+
+def format_contention(r: dict) -> str:
+    lines = [f"contention: `python -m minimal_ofn.train {' '.join(CONTENTION_TRAIN)}`, whole process, wall seconds "
+             f"(median), {r['usable_cores']} usable cores; busy = beside one `python -c 'while True: pass'`:",
+             f"  {'setting':<30} {'idle s':>7} {'busy s':>7} {'busy / best busy':>16}"]
+    best = min(statistics.median(w["busy"]) for w in r["rows"].values())
+
+    def show(values):
+        if not values:
+            return "n/a"
+        x = statistics.median(values)
+        return f"> {r['cap']:.0f}" if math.isinf(x) else f"{x:.1f}"
+
+    for name, w in r["rows"].items():
+        busy = statistics.median(w["busy"])
+        ratio = f"> {r['cap'] / best:.1f}x" if math.isinf(busy) else f"{busy / best:.2f}x"
+        lines.append(f"  {name:<30} {show(w['idle']):>7} {show(w['busy']):>7} {ratio:>16}")
+    loads = [x for w in r["rows"].values() for x in w["load"] if x is not None]
+    if loads:
+        lines.append(f"  (1-min load average at the starts: {min(loads):.1f} to {max(loads):.1f}; the package "
+                     "default: OMP_WAIT_POLICY=PASSIVE, threads = free cores, see threads.py)")
+    return "\n".join(lines)
+
+
+def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps=4000, short_steps=2000) -> dict:
+    """CleanRL's own sac_continuous_action.py against `minimal_ofn.train`, whole processes, one thread each.
+
+    HalfCheetah (CleanRL: -v4 with its gymnasium 0.29; ours: -v5), UTD 1, 2x256, batch 256, 1000 random steps.
+    The learning phase costs (t(long_steps) - t(short_steps)) / (long_steps - short_steps) per env step: start-up,
+    imports, the random phase and (ours) the compile drop out of the difference. Runs alternate within a pair."""
+    script = Path(cleanrl_script).resolve()
+    env = _clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **{threads.OFF: "torch"})
+    # CleanRL imports cleanrl_utils from its repository's root, one level above the script.
+    clean_env = {**env, "PYTHONPATH": str(script.parent.parent)}
+    ours_args = ["--env", "HalfCheetah-v5", "--utd", "1", "--batch_size", "256", "--hidden", "256", "--depth", "2",
+                 "--seed_steps", "1000", "--device", "cpu"]
+    kinds = ["cleanrl", "ours"] + (["ours compiled"] if compiled else [])
+    times = {k: {long_steps: [], short_steps: []} for k in kinds}
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in range(pairs):
+            for steps in (long_steps, short_steps):
+                for kind in kinds:
+                    if kind == "cleanrl":
+                        cmd = [cleanrl_python, str(script), "--env-id", "HalfCheetah-v4", "--total-timesteps",
+                               str(steps), "--learning-starts", "1000", "--batch-size", "256", "--seed", str(p + 1),
+                               "--no-cuda"]
+                        times[kind][steps].append(_timed(cmd, clean_env, cwd=tmp))
+                    else:
+                        out = Path(tmp) / f"{kind.replace(' ', '_')}{p}_{steps}"
+                        cmd = _train_cmd([*ours_args, "--steps", str(steps), "--seed", str(p + 1)], out,
+                                         compiled=kind != "ours")
+                        times[kind][steps].append(_timed(cmd, env))
+    span = long_steps - short_steps
+    rows = {k: {"long_s": t[long_steps], "short_s": t[short_steps],
+                "ms_per_env_step": 1e3 * statistics.median(a - b for a, b in zip(t[long_steps], t[short_steps])) / span}
+            for k, t in times.items()}
+    return {"pairs": pairs, "long_steps": long_steps, "short_steps": short_steps, "rows": rows}
+
+
+def format_yardstick(r: dict) -> str:
+    ref = r["rows"]["cleanrl"]["ms_per_env_step"]
+    lines = [f"external yardstick: HalfCheetah, UTD 1, 2x256, batch 256, 1 thread, 1000 random steps, whole "
+             f"processes; learning phase = (t({r['long_steps']}) - t({r['short_steps']})) / "
+             f"{r['long_steps'] - r['short_steps']} steps, median of {r['pairs']} pair(s):"]
+    for name, w in r["rows"].items():
+        lines.append(f"  {name:<14} {w['ms_per_env_step']:>6.2f} ms per env step   {ref / w['ms_per_env_step']:>5.2f}x "
+                     f"CleanRL   (runs: {', '.join(f'{x:.0f}' for x in w['long_s'])} s and "
+                     f"{', '.join(f'{x:.0f}' for x in w['short_s'])} s)")
+    return "\n".join(lines)
+
+
+def _train_compiled(argv) -> None:
+    """`python -m minimal_ofn.train` with the compiled whole update (compiled.compile_update) on every SAC.
+
+    A stand-in until sac.SAC builds it itself for Config(compile="update")."""
+    class CompiledSAC(SAC):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            compile_update(self)
+
+    train_module.SAC = CompiledSAC
+    train_module.main(argv)
+
+
+END_TO_END_ROWS = [("tutorial, 5 baseline seeds", ("baseline",) * 5), ("tutorial, story mix", STORY_MIX)]
+
+
+def end_to_end(variants, device, env_steps=10, utd=32) -> dict:
+    """Per agent-update ms of train.Lockstep at the tutorial preset, eager and compiled, split into update, env
+    and diagnostics.
+
+    Two identical runs (eager sac.py and compiled.py) go through the preset's random phase and one warm-up step
+    (which compiles); then env_steps steps of env_step + learn are timed, alternating between the two runs step
+    by step so that a busy neighbour slows both alike. The diagnostics (train.Lockstep.metrics: critic
+    diagnostics and Monte Carlo rollouts at every log, an evaluation episode at every eval) are timed once each
+    and charged at the preset's log_every / eval_every intervals, as train.train calls them."""
+    configs = stack_configs("tutorial", variants, device, utd=utd)
+    c, n = configs[0], len(configs)
+    runs = {"eager": Lockstep(configs, progress=False), "compiled": Lockstep(configs, progress=False)}
+    compile_update(runs["compiled"].sac)
+    out = {"agents": n, "variants": list(variants), "utd": utd, "env_steps": env_steps, "paths": {}}
+    for name, run in runs.items():
+        while run.t <= c.seed_steps:
+            run.env_step()
+            run.learn()  # the first utd updates: the warm-up (and the compile)
+    spent = {name: {"env": 0.0, "update": 0.0} for name in runs}
+    for _ in range(env_steps):
+        for name, run in runs.items():
+            for part, fn in (("env", run.env_step), ("update", run.learn)):
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                spent[name][part] += time.perf_counter() - start
+    agent_updates = env_steps * utd * n
+    for name, run in runs.items():
+        log_s = _seconds_per_call(lambda: run.metrics(evaluate=False, monte_carlo_rollout=True), 1, device)
+        eval_s = max(0.0, _seconds_per_call(lambda: run.metrics(evaluate=True, monte_carlo_rollout=True), 1, device)
+                     - log_s)
+        diag_per_env_step = log_s / c.log_every + eval_s / c.eval_every
+        split = {"update": 1e3 * spent[name]["update"] / agent_updates, "env": 1e3 * spent[name]["env"] / agent_updates,
+                 "diagnostics": 1e3 * diag_per_env_step / (utd * n)}
+        out["paths"][name] = {"log_s": log_s, "eval_s": eval_s, "ms_per_agent_update": split,
+                              "total_ms_per_agent_update": sum(split.values())}
+    return out
 
 
 def format_end_to_end(rows: dict) -> str:
@@ -638,9 +846,9 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
         result["compiled"] = {name: measure_compiled_row(preset_name, variants, device, repeats,
                                                          None if quick else 0.4, 1 if quick else 10)
                               for name, preset_name, variants in rows}
-        result["end_to_end"] = {f"{name}, {'compiled' if c else 'eager'}": end_to_end(
-            variants[:2] if quick else variants, device, compiled=c, env_steps=1 if quick else 10, utd=4 if quick else 32)
-            for name, variants in END_TO_END_ROWS for c in (False, True)}
+        result["end_to_end"] = {name: end_to_end(variants[:2] if quick else variants, device,
+                                                 env_steps=1 if quick else 10, utd=4 if quick else 32)
+                                for name, variants in END_TO_END_ROWS}
     result["load_after"] = _load()
     return result
 
