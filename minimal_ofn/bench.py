@@ -1,7 +1,9 @@
 """How fast is one SAC update? Our stacked SAC against SAC written the usual way.
 
     python -m minimal_ofn.bench [--threads T] [--repeats R] [--quick] [--json] [--device D] [--no-loop]
-                                [--default-malloc]
+                                [--default-malloc] [--compiled]
+    python -m minimal_ofn.bench --contention             whole runs per thread setting, beside a busy process
+    python -m minimal_ofn.bench --cleanrl SCRIPT --cleanrl-python PY [--pairs P]   CleanRL's own SAC script
 
 Every row times the FULL update (critic, actor, temperature, Polyak) on
 cheetah-run shapes (obs 17, act 6), for our `minimal_ofn.sac.SAC` and, in the
@@ -27,16 +29,31 @@ Two figures split an update's time: its matrix products alone, back to back (a
 floor no update of these shapes beats), and its fixed cost, the same update with
 batch 8 and 2x8 networks (python, dispatch, autograd: paid whatever the sizes).
 Last, an end-to-end figure: env steps/s of the training loop (train.Lockstep).
+
+--compiled adds the compiled whole update (compiled.py) beside eager sac.py for
+one and five agents at paper and tutorial size and for the story's mixed stack
+(baseline, beta1=0, dropout+LayerNorm, AdamW decay, OFN), with compile times, and
+the end-to-end split (update / env / diagnostics) of the tutorials' stacks.
+--contention and --cleanrl time whole processes (docs/speed.md says how to set
+CleanRL up outside the project's environment).
 """
 
 import json
+import math
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from .config import preset
+from . import threads
+from . import train as train_module
+from .compiled import compile_update
+from .config import VARIANTS, preset
 from .plain_sac import PlainSAC
 from .sac import SAC
 from .train import Lockstep, Parser, RunError, cli, keep_freed_memory
@@ -179,6 +196,68 @@ def measure_row(preset_name, n, device, repeats, block_seconds, warmup, **change
             "matmul_s": matmul_floor(c.batch_size, c.hidden, c.depth, n, device, repeats), "iters": iters}
 
 
+# The stacks users run: the story's five variants side by side, and the tutorials' homogeneous stacks.
+STORY_MIX = ("baseline", "beta1=0", "dropout", "l2", "ofn")  # names in config.VARIANTS
+COMPILED_ROWS = [  # name, preset, variants (one agent each)
+    ("paper, 1 agent", "paper", ("baseline",)),
+    ("paper, 5 agents", "paper", ("baseline",) * 5),
+    ("tutorial, 1 agent", "tutorial", ("baseline",)),
+    ("tutorial, 5 agents", "tutorial", ("baseline",) * 5),
+    ("tutorial, story mix", "tutorial", STORY_MIX),
+]
+
+
+def stack_configs(preset_name, variants, device, **changes) -> list:
+    """One Config per agent: the preset with each named variant (config.VARIANTS), seeds 0, 1, ..."""
+    return [preset(preset_name, seed=i, device=device.type, **VARIANTS[v], **changes) for i, v in enumerate(variants)]
+
+
+def _new_sac(configs, device):
+    return SAC(configs, OBS_DIM, ACT_DIM, device, [torch.Generator(device).manual_seed(c.seed) for c in configs])
+
+
+def measure_compiled_row(preset_name, variants, device, repeats, block_seconds, warmup) -> dict:
+    """Seconds per lockstep update: eager sac.SAC.update against compiled.CompiledUpdate, same stack, interleaved.
+
+    compile_s: the first compiled call, trace + Inductor: cold, or from Inductor's on-disk cache when an earlier
+    process compiled the same graph (run the bench twice to see both). Within one process a second SAC of the
+    same stack reuses the compiled code outright (every tensor is an input of the graph)."""
+    configs = stack_configs(preset_name, variants, device)
+    eager, compiled = _new_sac(configs, device), _new_sac(configs, device)
+    batch = random_batch(len(configs), configs[0].batch_size, device)
+    compile_update(compiled)
+    compile_s = _seconds_per_call(lambda: compiled.update(batch), 1, device)
+    fns = {"eager": lambda: eager.update(batch), "compiled": lambda: compiled.update(batch)}
+    iters = {}
+    for name, fn in fns.items():
+        _seconds_per_call(fn, warmup, device)
+        iters[name] = 2 if block_seconds is None else max(2, round(block_seconds / _seconds_per_call(fn, 3, device)))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_seconds_per_call(fn, iters[name], device))
+    n = len(configs)
+    eager_s, compiled_s = statistics.median(times["eager"]), statistics.median(times["compiled"])
+    return {"agents": n, "variants": list(variants), "batch": configs[0].batch_size, "hidden": configs[0].hidden,
+            "eager_ms_per_agent_update": 1e3 * eager_s / n, "compiled_ms_per_agent_update": 1e3 * compiled_s / n,
+            "speedup": eager_s / compiled_s, "compile_s": compile_s,
+            # lockstep updates after which compiling has paid for itself: compile time / time saved per update
+            "break_even_updates": compile_s / (eager_s - compiled_s) if eager_s > compiled_s else math.inf}
+
+
+def format_compiled(rows: dict) -> str:
+    lines = ["whole update compiled (compiled.py: one torch.compile graph) against eager sac.py, same stack, "
+             "interleaved blocks, ms per agent-update:",
+             f"  {'row':<22} {'eager':>7} {'compiled':>8} {'speedup':>7} | {'compile s':>9} | "
+             f"{'pays off after (updates)':>24}"]
+    for name, w in rows.items():
+        lines.append(f"  {name:<22} {w['eager_ms_per_agent_update']:>7.2f} {w['compiled_ms_per_agent_update']:>8.2f} "
+                     f"{w['speedup']:>6.2f}x | {w['compile_s']:>9.1f} | {w['break_even_updates']:>24.0f}")
+    lines.append("  (compile s: the first compiled call, cold or from Inductor's on-disk cache if an earlier process "
+                 "compiled the same graph; pays off after: compile time / time saved per lockstep update)")
+    return "\n".join(lines)
+
+
 def lockstep_loop(device, updates, seed_steps, max_seconds=20.0) -> dict:
     """Env steps/s of train.Lockstep (tutorial size, 5 agents, UTD 32, dmc:cheetah-run), past the random phase.
 
@@ -203,6 +282,213 @@ def lockstep_loop(device, updates, seed_steps, max_seconds=20.0) -> dict:
             "ms_per_agent_update": 1e3 * seconds / (steps * utd * 5)}
 
 
+# ---- whole processes: contention, and the external yardstick (CleanRL's own script)
+THREAD_VARS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", threads.OFF)
+CONTENTION_SETTINGS = [  # name, environment of the training process
+    ("torch's default", {threads.OFF: "torch"}),
+    ("OMP_NUM_THREADS=1", {threads.OFF: "torch", "OMP_NUM_THREADS": "1"}),
+    ("OMP_WAIT_POLICY=PASSIVE", {threads.OFF: "torch", "OMP_WAIT_POLICY": "PASSIVE"}),
+    ("package default (threads.py)", {}),
+]
+# The issue's run: tutorial preset, UTD 2, 300 learning steps after the 1000 random ones.
+CONTENTION_TRAIN = ["--preset", "tutorial", "--utd", "2", "--steps", "1300", "--seed_steps", "1000"]
+
+
+def _clean_env(**extra) -> dict:
+    """This process's environment without any thread setting (the bench's own import applied the defaults)."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    return {**env, **extra}
+
+
+def _timed(cmd, env, cwd=None, cap=None) -> float:
+    """Wall seconds of a whole process; a failure is one line with the end of its stderr.
+
+    cap: stop the process after that many seconds and return inf (a collapsed setting must not stall the bench)."""
+    start = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=cap)
+    except subprocess.TimeoutExpired:
+        return math.inf
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RunError(f"{' '.join(map(str, cmd[:4]))} ... failed ({out.returncode}): {tail}")
+    return seconds
+
+
+def _train_cmd(args, out, compiled=False) -> list:
+    # Ours as users run it: `python -m minimal_ofn.train`; the compiled update through --train-compiled (below).
+    entry = ["-m", "minimal_ofn.bench", "--train-compiled"] if compiled else ["-m", "minimal_ofn.train"]
+    return [sys.executable, *entry, *args, "--out", str(out), "--no-progress"]
+
+
+def contention(repeats=1, cap=180.0, idle=True) -> dict:
+    """Whole-process seconds of the issue's tutorial run per thread setting, idle and beside one busy process.
+
+    "Idle" is whatever the machine runs besides (the load average is printed); "busy" adds one process of
+    ours spinning in pure python (started and killed here). Settings alternate within each round. A run
+    still going after cap seconds is stopped and shown as "> cap"."""
+    result = {"cpu_count": os.cpu_count(), "usable_cores": threads.usable_cores(), "cap": cap, "rows": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for neighbour in (False, True) if idle else (True,):
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if neighbour else None
+            try:
+                time.sleep(1.0 if neighbour else 0.0)
+                for r in range(repeats):
+                    for k, (name, extra) in enumerate(CONTENTION_SETTINGS):
+                        load = _load()
+                        seconds = _timed(_train_cmd(CONTENTION_TRAIN, Path(tmp) / f"{neighbour}{r}{k}"),
+                                         _clean_env(**extra), cap=cap)
+                        row = result["rows"].setdefault(name, {"idle": [], "busy": [], "load": []})
+                        row["busy" if neighbour else "idle"].append(seconds)
+                        row["load"].append(load)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    return result
+
+
+def format_contention(r: dict) -> str:
+    lines = [f"contention: `python -m minimal_ofn.train {' '.join(CONTENTION_TRAIN)}`, whole process, wall seconds "
+             f"(median), {r['usable_cores']} usable cores; busy = beside one `python -c 'while True: pass'`:",
+             f"  {'setting':<30} {'idle s':>7} {'busy s':>7} {'busy / best busy':>16}"]
+    best = min(statistics.median(w["busy"]) for w in r["rows"].values())
+
+    def show(values):
+        if not values:
+            return "n/a"
+        x = statistics.median(values)
+        return f"> {r['cap']:.0f}" if math.isinf(x) else f"{x:.1f}"
+
+    for name, w in r["rows"].items():
+        busy = statistics.median(w["busy"])
+        ratio = f"> {r['cap'] / best:.1f}x" if math.isinf(busy) else f"{busy / best:.2f}x"
+        lines.append(f"  {name:<30} {show(w['idle']):>7} {show(w['busy']):>7} {ratio:>16}")
+    loads = [x for w in r["rows"].values() for x in w["load"] if x is not None]
+    if loads:
+        lines.append(f"  (1-min load average at the starts: {min(loads):.1f} to {max(loads):.1f}; the package "
+                     "default: OMP_WAIT_POLICY=PASSIVE, threads = free cores, see threads.py)")
+    return "\n".join(lines)
+
+
+def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps=4000, short_steps=2000) -> dict:
+    """CleanRL's own sac_continuous_action.py against `minimal_ofn.train`, whole processes, one thread each.
+
+    HalfCheetah (CleanRL: -v4 with its gymnasium 0.29; ours: -v5), UTD 1, 2x256, batch 256, 1000 random steps.
+    The learning phase costs (t(long_steps) - t(short_steps)) / (long_steps - short_steps) per env step: start-up,
+    imports, the random phase and (ours) the compile drop out of the difference. Runs alternate within a pair."""
+    script = Path(cleanrl_script).resolve()
+    env = _clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **{threads.OFF: "torch"})
+    # CleanRL imports cleanrl_utils from its repository's root, one level above the script.
+    clean_env = {**env, "PYTHONPATH": str(script.parent.parent)}
+    ours_args = ["--env", "HalfCheetah-v5", "--utd", "1", "--batch_size", "256", "--hidden", "256", "--depth", "2",
+                 "--seed_steps", "1000", "--device", "cpu"]
+    kinds = ["cleanrl", "ours"] + (["ours compiled"] if compiled else [])
+    times = {k: {long_steps: [], short_steps: []} for k in kinds}
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in range(pairs):
+            for steps in (long_steps, short_steps):
+                for kind in kinds:
+                    if kind == "cleanrl":
+                        cmd = [cleanrl_python, str(script), "--env-id", "HalfCheetah-v4", "--total-timesteps",
+                               str(steps), "--learning-starts", "1000", "--batch-size", "256", "--seed", str(p + 1),
+                               "--no-cuda"]
+                        times[kind][steps].append(_timed(cmd, clean_env, cwd=tmp))
+                    else:
+                        out = Path(tmp) / f"{kind.replace(' ', '_')}{p}_{steps}"
+                        cmd = _train_cmd([*ours_args, "--steps", str(steps), "--seed", str(p + 1)], out,
+                                         compiled=kind != "ours")
+                        times[kind][steps].append(_timed(cmd, env))
+    span = long_steps - short_steps
+    rows = {k: {"long_s": t[long_steps], "short_s": t[short_steps],
+                "ms_per_env_step": 1e3 * statistics.median(a - b for a, b in zip(t[long_steps], t[short_steps])) / span}
+            for k, t in times.items()}
+    return {"pairs": pairs, "long_steps": long_steps, "short_steps": short_steps, "rows": rows}
+
+
+def format_yardstick(r: dict) -> str:
+    ref = r["rows"]["cleanrl"]["ms_per_env_step"]
+    lines = [f"external yardstick: HalfCheetah, UTD 1, 2x256, batch 256, 1 thread, 1000 random steps, whole "
+             f"processes; learning phase = (t({r['long_steps']}) - t({r['short_steps']})) / "
+             f"{r['long_steps'] - r['short_steps']} steps, median of {r['pairs']} pair(s):"]
+    for name, w in r["rows"].items():
+        lines.append(f"  {name:<14} {w['ms_per_env_step']:>6.2f} ms per env step   {ref / w['ms_per_env_step']:>5.2f}x "
+                     f"CleanRL   (runs: {', '.join(f'{x:.0f}' for x in w['long_s'])} s and "
+                     f"{', '.join(f'{x:.0f}' for x in w['short_s'])} s)")
+    return "\n".join(lines)
+
+
+def _train_compiled(argv) -> None:
+    """`python -m minimal_ofn.train` with the compiled whole update (compiled.compile_update) on every SAC.
+
+    A stand-in until sac.SAC builds it itself for Config(compile="update")."""
+    class CompiledSAC(SAC):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            compile_update(self)
+
+    train_module.SAC = CompiledSAC
+    train_module.main(argv)
+
+
+END_TO_END_ROWS = [("tutorial, 5 baseline seeds", ("baseline",) * 5), ("tutorial, story mix", STORY_MIX)]
+
+
+def end_to_end(variants, device, env_steps=10, utd=32) -> dict:
+    """Per agent-update ms of train.Lockstep at the tutorial preset, eager and compiled, split into update, env
+    and diagnostics.
+
+    Two identical runs (eager sac.py and compiled.py) go through the preset's random phase and one warm-up step
+    (which compiles); then env_steps steps of env_step + learn are timed, alternating between the two runs step
+    by step so that a busy neighbour slows both alike. The diagnostics (train.Lockstep.metrics: critic
+    diagnostics and Monte Carlo rollouts at every log, an evaluation episode at every eval) are timed once each
+    and charged at the preset's log_every / eval_every intervals, as train.train calls them."""
+    configs = stack_configs("tutorial", variants, device, utd=utd)
+    c, n = configs[0], len(configs)
+    runs = {"eager": Lockstep(configs, progress=False), "compiled": Lockstep(configs, progress=False)}
+    compile_update(runs["compiled"].sac)
+    out = {"agents": n, "variants": list(variants), "utd": utd, "env_steps": env_steps, "paths": {}}
+    for name, run in runs.items():
+        while run.t <= c.seed_steps:
+            run.env_step()
+            run.learn()  # the first utd updates: the warm-up (and the compile)
+    spent = {name: {"env": 0.0, "update": 0.0} for name in runs}
+    for _ in range(env_steps):
+        for name, run in runs.items():
+            for part, fn in (("env", run.env_step), ("update", run.learn)):
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                spent[name][part] += time.perf_counter() - start
+    agent_updates = env_steps * utd * n
+    for name, run in runs.items():
+        log_s = _seconds_per_call(lambda: run.metrics(evaluate=False, monte_carlo_rollout=True), 1, device)
+        eval_s = max(0.0, _seconds_per_call(lambda: run.metrics(evaluate=True, monte_carlo_rollout=True), 1, device)
+                     - log_s)
+        diag_per_env_step = log_s / c.log_every + eval_s / c.eval_every
+        split = {"update": 1e3 * spent[name]["update"] / agent_updates, "env": 1e3 * spent[name]["env"] / agent_updates,
+                 "diagnostics": 1e3 * diag_per_env_step / (utd * n)}
+        out["paths"][name] = {"log_s": log_s, "eval_s": eval_s, "ms_per_agent_update": split,
+                              "total_ms_per_agent_update": sum(split.values())}
+    return out
+
+
+def format_end_to_end(rows: dict) -> str:
+    utd = next(iter(rows.values()))["utd"]
+    lines = [f"end to end (train.Lockstep, tutorial preset, UTD {utd}, dmc:cheetah-run; eager and compiled "
+             "alternating step by step; diagnostics charged at the preset's log/eval intervals), ms per agent-update:",
+             f"  {'stack':<28} {'path':>8} {'total':>7} {'update':>7} {'env':>6} {'diag':>6} | "
+             f"{'one log s':>9} {'one eval s':>10}"]
+    for name, row in rows.items():
+        for path, w in row["paths"].items():
+            m = w["ms_per_agent_update"]
+            lines.append(f"  {name:<28} {path:>8} {w['total_ms_per_agent_update']:>7.2f} {m['update']:>7.2f} "
+                         f"{m['env']:>6.3f} {m['diagnostics']:>6.3f} | {w['log_s']:>9.2f} {w['eval_s']:>10.2f}")
+    return "\n".join(lines)
+
+
 def _load():
     """1-minute load average (None where the OS has none): a busy shared CPU slows every row."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -215,7 +501,8 @@ def judge(name, speedup, peak_fraction) -> dict:
     return {"min_speedup": min_speedup, "min_peak_fraction": min_fraction, "met": met}
 
 
-def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, default_malloc=False) -> dict:
+def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, default_malloc=False,
+              compiled=False) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if threads is not None:
         torch.set_num_threads(threads)
@@ -247,6 +534,16 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
     if loop:
         result["lockstep_loop"] = lockstep_loop(device, updates=128 if quick else 2000,
                                                 seed_steps=128 if quick else 1000, max_seconds=LOOP_SECONDS)
+    if compiled:
+        rows = COMPILED_ROWS[-2:] if quick else COMPILED_ROWS
+        if quick:  # tiny shapes: checks that it runs
+            rows = [(name, preset_name, variants[:2]) for name, preset_name, variants in rows]
+        result["compiled"] = {name: measure_compiled_row(preset_name, variants, device, repeats,
+                                                         None if quick else 0.4, 1 if quick else 10)
+                              for name, preset_name, variants in rows}
+        result["end_to_end"] = {name: end_to_end(variants[:2] if quick else variants, device,
+                                                 env_steps=1 if quick else 10, utd=4 if quick else 32)
+                                for name, variants in END_TO_END_ROWS}
     result["load_after"] = _load()
     return result
 
@@ -318,10 +615,15 @@ def format_table(r: dict) -> str:
                       f" = {e['env_steps_per_s']:.2f} env steps/s, {e['ms_per_agent_update']:.2f} ms per "
                       "agent-update all included"
                       + (f" (stopped at the {LOOP_SECONDS:g} s budget)" if e["stopped_early"] else "")]
+    if "compiled" in r:
+        lines += ["", format_compiled(r["compiled"]), "", format_end_to_end(r["end_to_end"])]
     return "\n".join(lines)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--train-compiled"]:  # a child process of --cleanrl: train with the compiled update
+        return _train_compiled(argv[1:])
     parser = Parser(prog="python -m minimal_ofn.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every row (default: torch's)")
     parser.add_argument("--repeats", type=int, default=None, help="timed blocks per row, median taken (default 5)")
@@ -331,6 +633,17 @@ def main(argv=None):
     parser.add_argument("--no-loop", action="store_true", help="skip the end-to-end lockstep loop")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc as it is, to see what train.keep_freed_memory() buys")
+    parser.add_argument("--compiled", action="store_true",
+                        help="eager against the compiled whole update (compiled.py), with compile times, and the "
+                             "end-to-end split (update / env / diagnostics) of the tutorials' stacks")
+    parser.add_argument("--contention", action="store_true",
+                        help="whole tutorial runs per thread setting, idle and beside a busy process (2 threads)")
+    parser.add_argument("--cleanrl", metavar="SCRIPT", default=None,
+                        help="path to CleanRL's sac_continuous_action.py: the external yardstick (docs/speed.md)")
+    parser.add_argument("--cleanrl-python", default=sys.executable,
+                        help="python of CleanRL's own environment (gymnasium 0.29, mujoco < 3)")
+    parser.add_argument("--pairs", type=int, default=1, help="--cleanrl / --contention: rounds of runs")
+    parser.add_argument("--busy-only", action="store_true", help="--contention: skip the runs without a neighbour")
     args = parser.parse_args(argv)
 
     def run():
@@ -339,12 +652,22 @@ def main(argv=None):
         repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
         if repeats < 1:
             raise RunError(f"--repeats must be >= 1, got {repeats}")
+        if args.pairs < 1:
+            raise RunError(f"--pairs must be >= 1, got {args.pairs}")
         if args.device is not None and args.device not in ("cpu", "cuda"):
             raise RunError(f"--device must be cpu or cuda, got {args.device!r}")
         if args.device == "cuda" and not torch.cuda.is_available():
             raise RunError("--device cuda, but torch sees no CUDA device")
+        if args.cleanrl is not None and not Path(args.cleanrl).is_file():
+            raise RunError(f"--cleanrl: no such file {args.cleanrl!r} (CleanRL's cleanrl/sac_continuous_action.py)")
+        if args.contention or args.cleanrl:
+            if args.contention:
+                print(format_contention(contention(args.pairs, idle=not args.busy_only)), flush=True)
+            if args.cleanrl:
+                print(format_yardstick(yardstick(args.cleanrl, args.cleanrl_python, args.pairs)))
+            return
         result = run_bench(args.threads, repeats, args.quick, args.device, loop=not args.no_loop,
-                           default_malloc=args.default_malloc)
+                           default_malloc=args.default_malloc, compiled=args.compiled)
         print(json.dumps(result, indent=2) if args.json else format_table(result))
 
     cli(run)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 
 
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+# "update": the whole SAC update (forward, backward, optimizer, Polyak) as one compiled graph (compiled.py);
+# on a GPU it also uses CUDA graphs. The others compile the forward passes only.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "update")
 
 
 @dataclass

@@ -155,3 +155,62 @@ def test_matmul_floor_times_exactly_the_products_the_flop_count_counts(batch, hi
     # 3 per critic layer pass of the twins' backward, and so on: as many products as the update runs (sac.py)
     layers = depth + 1
     assert len(shapes) == 2 * layers + (3 * layers - 1) + (3 * layers + layers + layers - 1)
+
+
+def test_story_mix_rows_are_the_story_variants():
+    configs = bench.stack_configs("tutorial", bench.STORY_MIX, torch.device("cpu"))
+    assert [c.seed for c in configs] == [0, 1, 2, 3, 4] and {c.batch_size for c in configs} == {128}
+    assert configs[1].critic_beta1 == 0 and configs[2].critic_dropout > 0 and configs[2].critic_layer_norm
+    assert configs[3].critic_weight_decay > 0 and configs[4].ofn and not configs[0].ofn
+
+
+def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monkeypatch, tmp_path):
+    script = tmp_path / "cleanrl" / "sac_continuous_action.py"
+    script.parent.mkdir()
+    script.write_text("")
+    seen = []
+
+    def fake_timed(cmd, env, cwd=None):  # whole-process seconds: start-up 5 s + ms per step by kind
+        steps = int(cmd[cmd.index("--total-timesteps") + 1] if "--total-timesteps" in cmd else cmd[cmd.index("--steps") + 1])
+        seen.append((cmd, env))
+        per_step = 0.028 if "--env-id" in cmd else 0.010 if "--train-compiled" in cmd else 0.014
+        return 5.0 + per_step * steps
+
+    monkeypatch.setattr(bench, "_timed", fake_timed)
+    r = bench.yardstick(script, "/venv/python", pairs=2)
+    assert r["rows"]["cleanrl"]["ms_per_env_step"] == pytest.approx(28.0)
+    assert r["rows"]["ours"]["ms_per_env_step"] == pytest.approx(14.0)
+    assert r["rows"]["ours compiled"]["ms_per_env_step"] == pytest.approx(10.0)
+    assert "2.00x CleanRL" in bench.format_yardstick(r) and "2.80x CleanRL" in bench.format_yardstick(r)
+    assert len(seen) == 2 * 2 * 3  # pairs x (long, short) x kinds
+    for cmd, env in seen:  # one thread each, and CleanRL finds its cleanrl_utils one level above the script
+        assert env["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in env
+        if "--env-id" in cmd:
+            assert cmd[0] == "/venv/python" and env["PYTHONPATH"] == str(tmp_path) and "HalfCheetah-v4" in cmd
+        else:
+            assert "HalfCheetah-v5" in cmd and cmd[cmd.index("--utd") + 1] == "1"
+
+
+def test_contention_settings_start_from_a_clean_environment(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    envs = dict(bench.CONTENTION_SETTINGS)
+    base = bench._clean_env()
+    assert not set(bench.THREAD_VARS) & set(base)
+    assert bench._clean_env(**envs["torch's default"]) == {**base, "MINIMAL_OFN_THREADS": "torch"}
+    assert bench._clean_env(**envs["package default (threads.py)"]) == base  # the child applies threads.py itself
+
+
+@pytest.mark.parametrize("args,word", [(["--pairs", "0"], "pairs"), (["--cleanrl", "/no/such/file.py"], "cleanrl")])
+def test_bench_bad_process_arguments_are_one_line(args, word):
+    out = subprocess.run([sys.executable, "-m", "minimal_ofn.bench", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and word in out.stderr
+
+
+def test_a_collapsed_run_is_stopped_at_the_cap_and_shown_as_such():
+    assert bench._timed([sys.executable, "-c", "import time; time.sleep(30)"], dict(bench._clean_env()), cap=1.0) \
+        == float("inf")
+    r = {"usable_cores": 2, "cap": 180.0, "rows": {"a": {"idle": [], "busy": [float("inf")], "load": [6.0]},
+                                                    "b": {"idle": [9.0], "busy": [12.0], "load": [6.0]}}}
+    text = bench.format_contention(r)
+    assert "> 180" in text and "> 15.0x" in text and "1.00x" in text
