@@ -34,31 +34,7 @@ as static addresses so that the graph may update them in place.
 import torch
 from torch.func import functional_call, grad_and_value
 
-from .sac import polyak_update, soft_q_target
-
-
-# --- the losses, named as in sac.py's refactor (the same equations as sac.py's module docstring). Defined here
-# until sac.py has them; at merge, import them from .sac instead so that both paths run one definition.
-def critic_loss(q, y):
-    """q [N, 2, B], y [N, B] -> [N]: sum over the twin critics of mean (q - y)^2."""
-    return (q - y.unsqueeze(1)).pow(2).mean(-1).sum(1)
-
-
-def l2_penalty(weights, coef):
-    """coef [N] * sum over the weight tensors [N, ...] of ||W||^2 -> [N]."""
-    return coef * sum(w.pow(2).flatten(1).sum(1) for w in weights)
-
-
-def actor_loss(log_prob, q_new, alpha):
-    """log_prob [N, B], q_new [N, 2, B], alpha [N, 1] -> [N]: mean (alpha log pi - min_j Q_j)."""
-    return (alpha * log_prob - q_new.min(dim=1).values).mean(-1)
-
-
-def temperature_loss(log_alpha, log_prob, target_entropy):
-    """log_alpha [N], log_prob [N, B], target_entropy [N] -> [N]: mean exp(log_alpha) (-log pi - H_target).
-
-    log pi is detached: this loss moves only alpha."""
-    return log_alpha.exp() * (-log_prob.detach() - target_entropy.unsqueeze(1)).mean(-1)
+from .sac import actor_loss, critic_loss, l2_penalty, polyak_update, soft_q_target, temperature_loss
 
 
 def optimizer_step(params, grads, m, v, step_count, hyper, kind) -> None:

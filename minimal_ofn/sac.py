@@ -78,7 +78,7 @@ class SAC:
                              [c.critic_dropout for c in configs], [c.critic_layer_norm for c in configs], device)
         self.actor.ofn_fn = self.critic.ofn_fn = fn.ofn
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        if c0.compile != "off":  # compile the forward passes only: optimizer and RNG stay plain eager code
+        if c0.compile not in ("off", "update"):  # the forward passes only: optimizer and RNG stay plain eager code
             for net in (self.actor, self.critic, self.critic_target):
                 net.forward = torch.compile(net.forward, mode=None if c0.compile == "default" else c0.compile)
         self.log_alpha = torch.zeros(n, device=device, requires_grad=True)
@@ -99,6 +99,13 @@ class SAC:
             self.reset_agent(i, "full")
         # Running sums for logging, kept on the device: reading them forces a host sync.
         self.stats = {k: torch.zeros(n, device=device) for k in ("critic_loss", "actor_loss", "updates")}
+        if c0.compile == "update":  # the whole update below as one compiled graph (compiled.py), tested equal to it
+            if functions:
+                raise ValueError("compile='update' compiles the package's own functions; "
+                                 "train with compile='off' to run yours")
+            from .compiled import compile_update
+
+            compile_update(self)
 
     @torch.no_grad()
     def reset_agent(self, i: int, kind: str = "full") -> None:

@@ -106,3 +106,13 @@ def test_optimizer_step_is_the_stacked_optimizers_step(kind):
     for p, q in zip(params, mine):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(steps, opt.step_count)
+
+
+def test_config_compile_update_installs_the_compiled_update_and_refuses_plugged_functions():
+    gens = [torch.Generator().manual_seed(0)]
+    cfg = Config(batch_size=8, hidden=8, compile="update")
+    sac = SAC([cfg], 3, 1, torch.device("cpu"), gens)
+    assert isinstance(sac.update, CompiledUpdate)  # built lazily: compiled at its first call
+    assert not isinstance(SAC([cfg.replace(compile="off")], 3, 1, torch.device("cpu"), gens).update, CompiledUpdate)
+    with pytest.raises(ValueError, match="compile='off' to run yours"):
+        SAC([cfg], 3, 1, torch.device("cpu"), gens, functions={"ofn": lambda f, eps=1e-12: f})
