@@ -507,6 +507,8 @@ def main(argv=None):
         p = Protocol(**changes)
         if len(p.seeds) < 3:
             raise ValueError("the story needs at least 3 seeds per arm for an interval")
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         out = Path(args.out)
         lines = [] if args.report_only else run(p, out, args.jobs, not args.no_progress)
         results, dims = load(p, out / "runs"), act_dims(p)

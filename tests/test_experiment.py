@@ -116,7 +116,8 @@ def test_cli_bad_input_is_one_line_and_runs_nothing(tmp_path, capsys):
     _one_line_error(capsys, ["--utd", "two", "--out", out], "invalid int value")
     _one_line_error(capsys, ["plot", str(tmp_path)], "no runs found")
     _one_line_error(capsys, ["--seed", "3", "--out", out], "not --seed")
-    _one_line_error(capsys, ["story", "--threads", "-1", "--out", out], "--threads must be >= 1")
+    _one_line_error(capsys, ["story", "--seeds", "0", "1", "--out", out], "at least 3 seeds")
+    _one_line_error(capsys, ["story", "--jobs", "0", "--out", out], "--jobs must be >= 1")
     assert not (tmp_path / "r").exists()
 
 
