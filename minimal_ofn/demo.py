@@ -26,10 +26,10 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .cli import Parser, RunError, add_flag, cli
+from .cli import Parser, RunError, add_flag, cli, set_threads
 from .config import preset
 from .envs import make_env
-from .experiment import run_variants, set_threads, variant_changes
+from .experiment import run_variants, variant_changes
 from .plots import entropy_allowance, seed_curve, story_figure, summary_numbers, summary_table
 
 VARIANTS = ("baseline", "beta1=0", "ofn")

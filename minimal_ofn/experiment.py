@@ -20,11 +20,10 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
 
 from . import config as cfgmod
 from . import runs
-from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args
+from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args, set_threads
 from .cluster import LAUNCHERS, Stack, StacksFailed, run_stacks
 from .config import Config
 from .plots import story_figure, summary_table
@@ -133,15 +132,6 @@ def plot_results(folder) -> list[Path]:
 
 
 # ---- command line
-def set_threads(n) -> None:
-    """torch intra-op threads; None keeps torch's default. On a busy 2-core CPU one thread was 20x faster
-    than two for a 15-agent tutorial stack (6 vs 133 ms per agent-update): two threads spin-wait on each other."""
-    if n is not None:
-        if n < 1:
-            raise RunError(f"--threads must be >= 1, got {n}")
-        torch.set_num_threads(n)
-
-
 GRID_FLAGS = ("utd", "reset_every", "priming_updates")  # Config fields the experiment command sets per grid
 
 

@@ -27,7 +27,7 @@ import torch
 
 from . import checkpoints
 from . import config as cfgmod
-from .cli import Interrupted, NonFiniteLoss, Parser, RunError, add_config_args, cli, config_from_args
+from .cli import Interrupted, NonFiniteLoss, Parser, RunError, add_config_args, cli, config_from_args, set_threads
 from .config import Config
 from .diagnostics import critic_diagnostics, monte_carlo, rollout
 from .envs import make_env, make_vec_env
@@ -288,10 +288,13 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="delete what --out holds and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads (default: idle cores, minimal_ofn/threads.py; 1 for bitwise-repeatable runs)")
     args = parser.parse_args(argv)
     out = Path(args.out)
 
     def run():
+        set_threads(args.threads)
         if args.resume and status(out) == "empty":
             raise RunError(f"--resume: {out} holds no run to continue (no checkpoint.pt or summary.json); "
                            "leave out --resume to start one there")

@@ -76,6 +76,17 @@ def test_device_cuda_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "r").exists()
 
 
+def test_train_takes_threads_and_refuses_zero_in_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    seen = []
+    err = _fails_in_one_line(train_mod.main, [*TINY, "--threads", "0", "--out", str(tmp_path / "r")], capsys)
+    assert "--threads must be >= 1" in err and not (tmp_path / "r").exists() and seen == []
+    train_mod.main([*TINY, "--threads", "1", "--no-progress", "--out", str(tmp_path / "ok")])
+    assert seen == [1] and (tmp_path / "ok" / "summary.json").exists()
+
+
 def test_resume_on_a_folder_without_a_run_is_a_one_line_error(tmp_path, capsys):
     for folder in (tmp_path / "missing", tmp_path):  # absent, and present but holding no run
         err = _fails_in_one_line(train_mod.main, [*TINY, "--out", str(folder), "--resume"], capsys)
