@@ -8,7 +8,7 @@ unfinished ones resume from their checkpoint.
     python -m minimal_ofn.experiment --preset tutorial --utd 1 32 --variants baseline ofn resets \\
         --seeds 0 1 2 --steps 4000 --out results
     python -m minimal_ofn.experiment plot results          # figures + table for every UTD in results/
-    python -m minimal_ofn.experiment story --out docs/story # the paper's story, claims checked
+    python -m minimal_ofn.experiment story --out docs/story # the same as python -m minimal_ofn.story (story.py)
 
 Layout: results/utd<U>/<variant>/seed<k>/{config.json, metrics.csv, checkpoint.pt, summary.json}.
 Variant names are those of config.VARIANTS, plus "resets" (full reset every K updates)

@@ -268,7 +268,6 @@ def test_a_run_executed_headless_reads_as_finished_untrusted(tmp_path):
     assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.outputs) >= 1  # the static figure
 
 
-@pytest.mark.xfail(reason="tutorials are re-executed at the end of the round", strict=False)
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_notebook_reads_as_a_finished_run_untrusted(name):
     nb = nbformat.read(TUTORIALS / name, as_version=4)
