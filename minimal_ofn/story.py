@@ -69,6 +69,7 @@ class Protocol:
     seed_steps: int = 1_000
     hidden: int = 64
     batch_size: int = 64
+    compile: str = "off"  # "update": every stack's whole update as one compiled graph (compiled.py; 2.5x on mixed stacks)
 
 
 DISSECT_ARMS = {
@@ -102,7 +103,7 @@ PRIMING_ARMS = {
 def dissect_configs(p: Protocol, fixed: bool) -> dict:
     """{arm: [Config per seed]} for part 1; temperature_lr 0 holds alpha at its start."""
     base = cfgmod.preset("tutorial", env=p.dissect_env, steps=p.seed_steps, seed_steps=p.seed_steps,
-                         hidden=p.hidden, batch_size=p.batch_size, init_temperature=p.dissect_alpha,
+                         hidden=p.hidden, batch_size=p.batch_size, init_temperature=p.dissect_alpha, compile=p.compile,
                          temperature_lr=0.0 if fixed else cfgmod.Config.temperature_lr)
     return {arm: [base.replace(seed=s, **ch) for s in p.seeds] for arm, ch in DISSECT_ARMS.items()}
 
@@ -274,14 +275,14 @@ def judge(scores: dict, reps: int = 2_000) -> list[dict]:
 # ---- running the three parts (resumably: finished runs are loaded, unfinished ones resumed or redone)
 def online_base(p: Protocol, utd: int) -> Config:
     return cfgmod.preset("tutorial", env=p.online_env, utd=utd, steps=p.seed_steps + p.online_steps,
-                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size,
+                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size, compile=p.compile,
                          init_temperature=p.online_alpha, log_every=p.log_every,
                          eval_every=p.online_eval_every, eval_episodes=p.eval_episodes, checkpoint_every=500)
 
 
 def priming_base(p: Protocol) -> Config:
     return cfgmod.preset("tutorial", env=p.priming_env, utd=p.priming_utd, steps=p.seed_steps + p.priming_steps,
-                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size,
+                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size, compile=p.compile,
                          init_temperature=p.priming_alpha, log_every=p.log_every,
                          eval_every=p.priming_eval_every, eval_episodes=p.eval_episodes, checkpoint_every=500)
 

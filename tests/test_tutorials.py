@@ -145,8 +145,9 @@ def _check_numbers(name, text, tmp_path):
     if name == "01_sac_utd1.ipynb":
         alpha = re.search(r"temperature alpha: ([\d.]+) at step \d+\s+->\s+([\d.]+)", text)
         assert alpha, "01: no temperature line printed"
-        # The fresh policy's entropy is far above the target -|A|/2, so the temperature must fall.
-        assert float(alpha.group(2)) < float(alpha.group(1)) == 1.0, f"01: temperature {alpha.groups()}"
+        # The temperature starts at 1 and is learned: it moves (up while the fresh policy, log-std near -4 with this
+        # init, is less random than the target -|A|/2; down once it is more random).
+        assert float(alpha.group(1)) == 1.0 and float(alpha.group(2)) != 1.0, f"01: temperature {alpha.groups()}"
         assert "tensor([[4.1680, 1.0000]])" in text, "01: the hand-checked soft target is wrong"
     elif name == "02_high_utd.ipynb":
         for utd in (1, 2):
@@ -157,7 +158,7 @@ def _check_numbers(name, text, tmp_path):
         assert turns.keys() == {"0.9", "0.0"}, f"03: toy lines missing: {turns}"
         # Without momentum Adam turns the moment the gradient does; with momentum it overshoots.
         assert int(turns["0.0"]) == 49 < int(turns["0.9"]), f"03: turning points {turns}"
-        assert re.search(r"^beta1=0\.0: peak Q [\d.]+ is \d+% of beta1=0\.9's \([\d.]+\): (lower|not lower) in this run",
+        assert re.search(r"^beta1=0\.0: peak Q -?[\d.]+ is -?\d+% of beta1=0\.9's \(-?[\d.]+\): (lower|not lower) in this run",
                          text, re.M), "03: no verdict line"
     elif name == "04_regularization.ipynb":
         for variant in ("dropout", "L2 penalty", "weight decay"):
