@@ -71,6 +71,7 @@ def effect(a, b=None, reps: int = 2_000, seed: int = 0) -> dict:
 
     with warnings.catch_warnings():  # arch, under rliable, deprecates the RandomState that rliable passes it
         warnings.simplefilter("ignore", FutureWarning)
+        np.random.seed(seed)  # ... and does not draw from it: the global stream is what makes an interval repeatable
         point, interval = rly.get_interval_estimates({"d": (a, b)}, difference, reps=reps,
                                                      random_state=np.random.RandomState(seed))
     low, high = (float(v) for v in interval["d"][:, 0])

@@ -415,7 +415,8 @@ def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = ())
         c = j["claim"]
         seeds = str(j["n"][0]) if j["one_sample"] else f"{j['n'][0]} vs {j['n'][1]}"
         dropped = f" ({j['dropped']} non-finite dropped)" if j["dropped"] else ""
-        out.append(f"| {k} | {c.paper} | {c.measured.format(utd=p.utd, alpha=j['temperature'])} | {_fmt(j['effect'])} "
+        measured = c.measured.format(utd=p.utd, alpha=j["temperature"]).replace("|", "\\|")  # a pipe would end the cell
+        out.append(f"| {k} | {c.paper} | {measured} | {_fmt(j['effect'])} "
                    f"[{_fmt(j['low'])}, {_fmt(j['high'])}] | {seeds}{dropped} | **{j['verdict']}** |")
     out += ["", UNVERIFIED, ""]
     if lines:

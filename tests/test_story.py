@@ -110,3 +110,8 @@ def test_priming_arms_prime_and_reset_right_after_priming():
     assert arms["baseline+priming"] == {"priming_updates": 123}
     assert arms["baseline+priming+reset"] == {"priming_updates": 123, "reset_every": 123, "reset_kind": "full"}
     assert arms["ofn+priming"] == {"ofn": True, "priming_updates": 123}
+
+
+def test_an_interval_is_repeatable():
+    a, b = [1.0, 2.0, 0.5, 3.0, 1.5], [0.9, 1.1, 0.2, 2.0, 1.0]
+    assert stats.effect(a, b, reps=500) == stats.effect(a, b, reps=500)
