@@ -51,7 +51,6 @@ from pathlib import Path
 import torch
 
 from . import threads
-from . import train as train_module
 from .compiled import compile_update
 from .config import VARIANTS, preset
 from .plain_sac import PlainSAC
@@ -197,7 +196,7 @@ def measure_row(preset_name, n, device, repeats, block_seconds, warmup, **change
 
 
 # The stacks users run: the story's five variants side by side, and the tutorials' homogeneous stacks.
-STORY_MIX = ("baseline", "beta1=0", "dropout", "l2", "ofn")  # names in config.VARIANTS
+STORY_MIX = ("baseline", "beta1=0", "dropout+ln", "adamw", "ofn")  # names in config.VARIANTS
 COMPILED_ROWS = [  # name, preset, variants (one agent each)
     ("paper, 1 agent", "paper", ("baseline",)),
     ("paper, 5 agents", "paper", ("baseline",) * 5),
@@ -317,8 +316,8 @@ def _timed(cmd, env, cwd=None, cap=None) -> float:
 
 
 def _train_cmd(args, out, compiled=False) -> list:
-    # Ours as users run it: `python -m minimal_ofn.train`; the compiled update through --train-compiled (below).
-    entry = ["-m", "minimal_ofn.bench", "--train-compiled"] if compiled else ["-m", "minimal_ofn.train"]
+    # Ours as users run it: `python -m minimal_ofn.train`, with `--compile update` for the compiled whole update.
+    entry = ["-m", "minimal_ofn.train", *(["--compile", "update"] if compiled else [])]
     return [sys.executable, *entry, *args, "--out", str(out), "--no-progress"]
 
 
@@ -417,19 +416,6 @@ def format_yardstick(r: dict) -> str:
                      f"CleanRL   (runs: {', '.join(f'{x:.0f}' for x in w['long_s'])} s and "
                      f"{', '.join(f'{x:.0f}' for x in w['short_s'])} s)")
     return "\n".join(lines)
-
-
-def _train_compiled(argv) -> None:
-    """`python -m minimal_ofn.train` with the compiled whole update (compiled.compile_update) on every SAC.
-
-    A stand-in until sac.SAC builds it itself for Config(compile="update")."""
-    class CompiledSAC(SAC):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            compile_update(self)
-
-    train_module.SAC = CompiledSAC
-    train_module.main(argv)
 
 
 END_TO_END_ROWS = [("tutorial, 5 baseline seeds", ("baseline",) * 5), ("tutorial, story mix", STORY_MIX)]
@@ -622,8 +608,6 @@ def format_table(r: dict) -> str:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["--train-compiled"]:  # a child process of --cleanrl: train with the compiled update
-        return _train_compiled(argv[1:])
     parser = Parser(prog="python -m minimal_ofn.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every row (default: torch's)")
     parser.add_argument("--repeats", type=int, default=None, help="timed blocks per row, median taken (default 5)")

@@ -37,34 +37,49 @@ from torch.func import functional_call, grad_and_value
 from .sac import actor_loss, critic_loss, l2_penalty, polyak_update, soft_q_target, temperature_loss
 
 
-def optimizer_step(params, grads, m, v, step_count, hyper, kind) -> None:
-    """optim.StackedOptimizer.step_reference as a function of its tensors (in place): Adam/AdamW, or SGD.
+def optimizer_step(params, grads, m, v, step_count, hyper, kind, is_kind=None) -> None:
+    """optim.StackedOptimizer.step_readable as a function of its tensors (in place): Adam/AdamW, RMSProp, SGD.
 
-    hyper: per-agent [N, 1] tensors lr, beta1, beta2, weight_decay, and eps (a float)."""
+    hyper: per-agent [N, 1] tensors lr, beta1, beta2, weight_decay, and eps (a float). kind "rmsprop" or
+    "mixed" (the kind differs per agent): is_kind {kind: [N, 1] bool} picks each agent's formula."""
     step_count += 1
     n = step_count.shape[0]
     # optim.py keeps the hyperparameters in float32; lerp wants them in the parameters' dtype (float64 runs)
     hyper = {k: h.to(params[0].dtype) if isinstance(h, torch.Tensor) else h for k, h in hyper.items()}
-    if kind == "adam":
+    if kind != "sgd":
         step_size = hyper["lr"] / (1 - hyper["beta1"] ** step_count)
         bias2_sqrt = (1 - hyper["beta2"] ** step_count).sqrt()
     for i, (p, g) in enumerate(zip(params, grads)):
         p, g, mi = p.view(n, -1), g.reshape(n, -1), m[i].view(n, -1)
         if kind == "sgd":
+            p.mul_(1 - hyper["lr"] * hyper["weight_decay"])
             mi.mul_(hyper["beta1"]).add_(g)
             p.sub_(hyper["lr"] * mi)
             continue
         vi = v[i].view(n, -1)
-        p.mul_(1 - hyper["lr"] * hyper["weight_decay"])  # AdamW's decoupled decay; 1 exactly where wd = 0
-        mi.lerp_(g, 1 - hyper["beta1"])
-        vi.lerp_(g * g, 1 - hyper["beta2"])
-        p.addcdiv_(mi * step_size, vi.sqrt().div_(bias2_sqrt).add_(hyper["eps"]), value=-1.0)
+        if kind == "adam":
+            p.mul_(1 - hyper["lr"] * hyper["weight_decay"])  # AdamW's decoupled decay; 1 exactly where wd = 0
+            mi.lerp_(g, 1 - hyper["beta1"])
+            vi.lerp_(g * g, 1 - hyper["beta2"])
+            p.addcdiv_(mi * step_size, vi.sqrt().div_(bias2_sqrt).add_(hyper["eps"]), value=-1.0)
+            continue
+        # kinds differ per agent: every formula, then each agent's own (the readable step's where)
+        p.mul_(1 - hyper["lr"] * hyper["weight_decay"])
+        is_rms, is_sgd = is_kind["rmsprop"], is_kind["sgd"]
+        adam_m = mi.lerp(g, 1 - hyper["beta1"])
+        new_v = vi.lerp(g * g, 1 - hyper["beta2"])  # Adam's v and RMSProp's v are the same average
+        adam = adam_m * step_size / (new_v.sqrt() / bias2_sqrt + hyper["eps"])
+        rms = hyper["lr"] * g / (new_v.sqrt() + hyper["eps"])
+        sgd_m = hyper["beta1"] * mi + g
+        p.sub_(torch.where(is_rms, rms, torch.where(is_sgd, hyper["lr"] * sgd_m, adam)))
+        mi.copy_(torch.where(is_rms, torch.zeros_like(mi), torch.where(is_sgd, sgd_m, adam_m)))
+        vi.copy_(torch.where(is_sgd, torch.zeros_like(vi), new_v))
 
 
 def _optimizer_state(opt) -> dict:
     return {"params": [p.detach() for p in opt.params], "m": opt.m, "v": opt.v, "step_count": opt.step_count,
             "hyper": {"lr": opt.lr, "beta1": opt.beta1, "beta2": opt.beta2, "weight_decay": opt.weight_decay,
-                      "eps": opt.eps}}
+                      "eps": opt.eps}, "is_kind": opt.is_kind}
 
 
 class CompiledUpdate:
@@ -120,7 +135,7 @@ class CompiledUpdate:
             grads, (_, c_loss) = grad_and_value(critic_objective, has_aux=True)(critic_p)
             grads = [grads[k] for k in names["critic"]]
             optimizer_step(c_opt["params"], grads, c_opt["m"], c_opt["v"], c_opt["step_count"], c_opt["hyper"],
-                           kinds[1])
+                           kinds[1], c_opt["is_kind"])
 
             # --- actor and temperature, through the just-updated critic (whose weights get no gradient here)
             def actor_objective(p, log_alpha):
@@ -132,7 +147,7 @@ class CompiledUpdate:
             (actor_g, alpha_g), (_, pi_loss) = grad_and_value(actor_objective, argnums=(0, 1), has_aux=True)(
                 actor_p, log_alpha)
             optimizer_step(a_opt["params"], [actor_g[k] for k in names["actor"]], a_opt["m"], a_opt["v"],
-                           a_opt["step_count"], a_opt["hyper"], kinds[0])
+                           a_opt["step_count"], a_opt["hyper"], kinds[0], a_opt["is_kind"])
             optimizer_step([log_alpha], [alpha_g], t_opt["m"], t_opt["v"], t_opt["step_count"], t_opt["hyper"],
                            "adam")
 

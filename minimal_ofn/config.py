@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .optim import KINDS
+
 
 # "update": the whole SAC update (forward, backward, optimizer, Polyak) as one compiled graph (compiled.py);
 # on a GPU it also uses CUDA graphs. The others compile the forward passes only.
@@ -30,9 +32,10 @@ class Config:
     utd: int = 1  # update-to-data ratio: gradient updates per environment step
     seed_steps: int = 5_000  # uniformly random actions before learning starts
     device: str = "auto"  # "auto" picks CUDA when present
-    # torch.compile of the actor/critic forward passes: "off", "default", or on a GPU "reduce-overhead"
-    # (CUDA graphs: removes the per-kernel launch cost that dominates small nets there). On CPU it only
-    # costs compile time (8-30 s measured) for no speed-up, hence off by default.
+    # "update": the whole SAC update as one compiled graph (compiled.py; on a GPU with CUDA graphs): 1.4-2.5x
+    # faster per update on CPU, after a compile of 1-5 minutes, so it pays on long runs (the story uses it).
+    # "default", "reduce-overhead", "max-autotune": torch.compile of the forward passes only (on CPU only compile
+    # time for no speed-up). Off by default: the eager update is the readable reference.
     compile: str = "off"
     # --- SAC
     batch_size: int = 256  # transitions per gradient update
@@ -47,7 +50,8 @@ class Config:
     target_entropy: float | None = None  # the entropy SAC's temperature steers to; None: -|A| / 2
     buffer_size: int | None = None  # replay capacity in transitions; None: hold the whole run
     # --- optimizer momentum (tutorial 3)
-    optimizer: str = "adam"  # of actor and critic: "adam" or "sgd"
+    optimizer: str = "adam"  # of the actor, and of the critic unless critic_optimizer is set: "adam", "rmsprop", "sgd"
+    critic_optimizer: str | None = None  # the critic's own: "adam", "rmsprop" (no momentum) or "sgd" (momentum = critic_beta1)
     critic_beta1: float = 0.9  # first-moment (momentum) decay of the critic's Adam; 0 = no momentum
     actor_beta1: float = 0.9  # first-moment decay of the actor's Adam
     beta2: float = 0.999  # second-moment decay of every Adam
@@ -94,7 +98,9 @@ class Config:
             (self.batch_size > 0 and self.hidden > 0 and self.depth > 0, "batch_size, hidden, depth must be positive"),
             (0 <= self.critic_dropout < 1, f"critic_dropout must be in [0, 1), got {self.critic_dropout}"),
             (0 <= self.critic_beta1 < 1 and 0 <= self.actor_beta1 < 1, "beta1 must be in [0, 1)"),
-            (self.optimizer in ("adam", "sgd"), f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}"),
+            (self.optimizer in KINDS, f"optimizer must be one of {', '.join(KINDS)}, got {self.optimizer!r}"),
+            (self.critic_optimizer in (None, *KINDS),
+             f"critic_optimizer must be one of {', '.join(KINDS)}, got {self.critic_optimizer!r}"),
             (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
             (self.reset_kind in ("full", "actor"), f"reset_kind must be 'full' or 'actor', got {self.reset_kind!r}"),
             (min(self.log_every, self.eval_every, self.checkpoint_every) > 0, "log/eval/checkpoint intervals must be > 0"),
@@ -138,7 +144,7 @@ def field_help() -> dict:
 # Fields that must agree for agents to share one stacked update (the rest may differ per agent).
 STACK_FIELDS = (
     "env", "steps", "utd", "seed_steps", "device", "compile", "batch_size", "hidden", "depth", "buffer_size",
-    "optimizer", "priming_updates", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every",
+    "priming_updates", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every",
 )
 
 
@@ -162,11 +168,16 @@ def preset(name: str, **changes) -> Config:
     return PRESETS[name].replace(**changes)
 
 
-# The paper's variants, as changes to a base config (names used across tutorials and experiments).
+# The paper's variants, as changes to a base config (names used across tutorials and experiments). Each name
+# says what it changes; "+" joins names (experiment.variant_changes), so "dropout+ln" is dropout and LayerNorm.
 VARIANTS = {
     "baseline": {},
-    "beta1=0": {"critic_beta1": 0.0, "actor_beta1": 0.0},
-    "dropout": {"critic_dropout": 0.01, "critic_layer_norm": True},
-    "l2": {"critic_weight_decay": 0.1},
+    "beta1=0": {"critic_beta1": 0.0, "actor_beta1": 0.0},  # Adam without momentum, actor and critic
+    "critic_beta1=0": {"critic_beta1": 0.0},  # ... the critic's only
+    "dropout": {"critic_dropout": 0.01},  # dropout alone, at DroQ's rate
+    "ln": {"critic_layer_norm": True},  # LayerNorm alone
+    "dropout+ln": {"critic_dropout": 0.01, "critic_layer_norm": True},  # DroQ's critic
+    "l2": {"critic_l2": 1e-3},  # an L2 loss penalty on the critic's weights
+    "adamw": {"critic_weight_decay": 0.1},  # decoupled weight decay (AdamW) on the critic
     "ofn": {"ofn": True},
 }

@@ -1,120 +1,108 @@
-"""The paper's central measurement in about a minute on a 2-core CPU: the critic's Q against the Monte Carlo
-return its policy actually earns, for SAC (baseline), SAC without Adam's momentum (beta1=0) and SAC with OFN, at UTD 32.
+"""The paper's central measurement in about two minutes on a 2-core CPU: SAC's critic, trained with
+Adam and with OFN on a fixed early buffer, against the largest value any policy could have there.
 
-    python -m minimal_ofn.demo                 # baseline, beta1=0, ofn at UTD 32 on dmc:cheetah-run
-    python -m minimal_ofn.demo --steps 2000 --out demo.png
+    python -m minimal_ofn.demo                          # Adam and OFN, 3 seeds, 12,000 updates each
+    python -m minimal_ofn.demo --arms adam critic_beta1=0 rmsprop sgd ofn --updates 20000
 
-All three agents train in one lockstep stack (one train() call): 1000 random steps,
-then `utd` SAC updates per environment step. Prints a table and two sentences
-computed from the measured numbers, and saves the paper-style figure.
+This is part 1 of the story (story.py, docs/story/story.md) in miniature. 1000 uniformly random
+transitions of dmc:cheetah-run fill a buffer D; then every agent makes `updates` SAC updates on D
+alone, so nothing but the update rule moves Q. On D no policy's soft value can exceed
 
-Why 400 learning steps by default: SAC's Q includes an entropy bonus of up to
-alpha |A| log 2 / (1 - gamma), and alpha starts at 1. In the run we measured with 250
-steps (8,000 updates) that allowance still exceeded the baseline's Q, so no verdict;
-with 400 (12,800 updates) alpha had decayed enough for the baseline's Q to be
-impossible even counting the bonus.
+    B = (r_max + alpha |A| log 2) / (1 - gamma)         (r_max: the largest reward in D)
 
-Why 64 hidden units and batch 64 (the tutorial preset has 128 and 128): half the
-time (48 s against 94 s of training on one core) and the same verdict in every seed
-we ran (0, 1, 2: the baseline's Q beyond any possible value, OFN's within its entropy
-allowance), measured with the previous base SAC (PyTorch's default init, log-std in
-[-5, 2]); seed 0 gives the same verdict with the current one (README).
-`--hidden 128 --batch-size 128` gives the tutorials' networks.
+so log10(peak |Q| / B) > 0 is divergence: a value no policy can have, on D's own actions (seen)
+and on uniform random actions (unseen). Each claim is an effect over seeds with a 95% bootstrap
+interval (rliable, stats.py), and its verdict is printed by the story's own code.
+
+Why a fixed buffer and a fixed temperature of 0.01. Online, SAC's temperature starts at 1 and
+falls about 3e-4 per update in log space; for thousands of updates the entropy bonus alpha |A| log 2
+/ (1 - gamma) (416 at alpha 1) dwarfs cheetah's early rewards (r_max about 0.06, so 6 in B), and a
+short online run judges the bonus, not the critic. Fixed at 0.01, B is about 10 and any Q far
+above it is the critic's own doing. The story runs the same with the temperature learned, too.
+
+Why 12,000 updates: in the story's pilot (2 seeds) Adam's Q crossed B near 8,000 updates on this
+buffer and was 30-200 B by 20,000; at 12,000 it is a few B. 64 hidden units and batch 64 as in
+the story; `--hidden 128 --batch-size 128` gives the tutorials' networks.
 """
 
-import math
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 
-from .cli import Parser, RunError, add_flag, cli, set_threads
-from .config import preset
+from . import stats, story
+from .cli import Parser, RunError, cli, set_threads
 from .envs import make_env
-from .experiment import run_variants, variant_changes
-from .plots import entropy_allowance, seed_curve, story_figure, summary_numbers, summary_table
 
-VARIANTS = ("baseline", "beta1=0", "ofn")
+DEFAULT_ARMS = ("adam", "ofn")
 
 
-def value_curves(runs, seed_steps, act_dim, gamma):
-    """Seed-mean Q, Q_adj, MC return and max_reward/(1-gamma) on the learning-phase steps that logged all."""
-    names = ("q_rollout", "mc_return", "q_bound", "temperature")
-    curves = []
-    for m in names:
-        steps, mean, _, _ = seed_curve(runs, m)
-        curves.append({s: v for s, v in zip(steps, mean) if s >= seed_steps})
-    steps = sorted(set.intersection(*(set(c) for c in curves)))
-    q, mc, bound, alpha = (np.array([c[s] for s in steps]) for c in curves)
-    return {"step": np.array(steps, dtype=int), "q": q, "q_adj": q - entropy_allowance(alpha, act_dim, gamma),
-            "mc": mc, "bound": bound}
+def verdicts(results: dict, act_dim: int, gamma: float = 0.99, reps: int = 2_000) -> list[dict]:
+    """The story's part-1 claims on these runs: Adam diverges (seen, unseen), and each other arm lowers Adam's
+    peak |Q| (for OFN: the paper's "OFN stops the divergence"). One dict per claim, with its effect and verdict."""
+    def log_peak(arm, key="q_replay"):
+        return [story.log_peak_over_bound(rows, key, act_dim, gamma) for rows in results[arm]]
+
+    claims = [("Adam's Q diverges on seen actions", "log10(peak |Q| / B) on D's actions", log_peak("adam"), None),
+              ("... and on unseen actions", "log10(peak |Q| / B) on uniform actions", log_peak("adam", "q_ood"), None)]
+    for arm in results:
+        if arm != "adam":
+            what = "OFN stops the divergence" if arm == "ofn" else f"{arm} lowers the peak"
+            claims.append((what, f"log10 peak |Q|, adam minus {arm}", log_peak("adam"), log_peak(arm)))
+    out = []
+    for name, measured, a, b in claims:
+        e = stats.effect(a, b, reps=reps)
+        out.append({"claim": name, "measured": measured, **e, "verdict": stats.verdict(e)})
+    return out
 
 
-def peak_excess(runs, seed_steps, act_dim, gamma) -> float:
-    """Peak overestimation: mean over seeds of each seed's max over learning steps of (Q_adj - MC return)^+.
+def table(results: dict, act_dim: int, gamma: float = 0.99) -> str:
+    """Per arm and seed: peak |Q|, B, and log10 of their ratio on seen and unseen actions."""
+    lines = ["seen, unseen: log10(peak |Q| / B) on D's actions and on uniform actions (above 0: divergence)",
+             f"{'arm':<16}{'seed':>5}{'peak |Q|':>11}{'B':>8}{'seen':>8}{'unseen':>8}"]
+    for arm, runs in results.items():
+        for rows in runs:
+            peak = max(abs(r["q_replay"]) for r in rows)
+            lines.append(f"{arm:<16}{rows[0]['seed']:>5}{peak:>11.3g}{story.value_bound(rows[-1], act_dim, gamma):>8.3g}"
+                         f"{story.log_peak_over_bound(rows, 'q_replay', act_dim, gamma):>8.2f}"
+                         f"{story.log_peak_over_bound(rows, 'q_ood', act_dim, gamma):>8.2f}")
+    return "\n".join(lines)
 
-    Clipped at 0: a Q below what the returns could be is not overestimation, and nothing lowers 0."""
-    curves = [value_curves([r], seed_steps, act_dim, gamma) for r in runs]
-    peaks = [max(0.0, float(np.max(c["q_adj"] - c["mc"]))) for c in curves if len(c["step"])]
-    return float(np.mean(peaks)) if peaks else math.nan
+
+def explain(judged: list[dict]) -> str:
+    """One line per claim: what was measured, the IQM effect with its 95% interval, and the verdict."""
+    return "\n".join(f"{j['verdict']:<13} {j['claim']}: {j['measured']} = {j['effect']:.2f} "
+                     f"[{j['low']:.2f}, {j['high']:.2f}] over {j['n'][0]} seeds" for j in judged)
 
 
-def explain(results: dict, utd: int, act_dim: int, gamma: float = 0.99) -> str:
-    """Two plain sentences derived from the measured numbers (nothing here is fixed text about the outcome)."""
-    s = {k: summary_numbers(v) for k, v in results.items()}
-    c = {k: value_curves(v, 0, act_dim, gamma) for k, v in results.items()}
-    impossible = {k: bool((v["q_adj"] > v["bound"]).any()) for k, v in c.items()}
+def figure(results: dict, act_dim: int, title: str, gamma: float = 0.99):
+    from .plots import plot_metric
 
-    def allowance(k):  # the most SAC's entropy bonus could add to Q at the step of the peak
-        j = int(c[k]["q"].argmax())
-        return c[k]["q"][j] - c[k]["q_adj"][j]
-
-    base, ofn, b0 = s["baseline"], s["ofn"], s["beta1=0"]
-
-    def against_soft(v):  # Q minus the soft MC return of the same rollouts: > 0 is Q above what they earned
-        d = v["q_minus_soft_mc"]
-        return f"{abs(d):.1f} {'above' if d > 0 else 'below'} its soft Monte Carlo return" if math.isfinite(d) else \
-            "no soft Monte Carlo return at that step"
-
-    ofn_part = (f"OFN's peak was {ofn['peak_q']:.1f} ({against_soft(ofn)}), "
-                + ("also more than any policy could collect" if impossible["ofn"] else
-                   f"which SAC's entropy bonus (up to {allowance('ofn'):.0f} at its temperature) can account for"))
-    if impossible["baseline"]:
-        first = (f"At UTD {utd} the baseline critic's Q peaked at {base['peak_q']:.1f} ({against_soft(base)}; its "
-                 f"policy's Monte Carlo return was {base['mc_at_peak']:.2f}), more than any policy could collect "
-                 f"given the rewards seen, even counting SAC's entropy bonus; {ofn_part}.")
-    elif base["q_minus_soft_mc"] > 0:
-        first = (f"The baseline's Q peaked at {base['peak_q']:.1f}, {against_soft(base)}, but SAC's entropy bonus "
-                 f"could account for up to {allowance('baseline'):.0f} at its temperature, so this run is too short "
-                 f"to call it a blow-up ({ofn_part}); try more --steps.")
-    else:
-        first = (f"In this run the baseline's Q stayed at or below its soft Monte Carlo return (peak "
-                 f"{base['peak_q']:.1f}, {against_soft(base)}), so no blow-up showed at UTD {utd}: try more --steps "
-                 "or a higher --utd.")
-    # "Overestimated": Q above what the returns plus the largest possible entropy bonus allow (experiment.py).
-    excess = {k: peak_excess(v, 0, act_dim, gamma) for k, v in results.items()}
-    least = min(excess, key=lambda k: excess[k] if math.isfinite(excess[k]) else math.inf)
-    within = [k for k in excess if excess[k] == 0]
-    best = max(s, key=lambda k: s[k]["final_return"] if math.isfinite(s[k]["final_return"]) else -math.inf)
-    change = b0["peak_q"] / base["peak_q"] - 1 if base["peak_q"] > 0 else math.nan
-    second = (f"Turning off Adam's momentum (beta1=0) {'lowered' if change < 0 else 'raised'} the peak Q by "
-              f"{abs(change):.0%}; "
-              + (f"{' and '.join(within)} never put Q beyond what {'its' if len(within) == 1 else 'their'} returns "
-                 "and entropy bonus allow" if within else
-                 f"{least} overestimated least (peak Q beyond its returns and entropy bonus: {excess[least]:.1f})")
-              + f", and {best} earned the highest evaluation return ({s[best]['final_return']:.1f}).")
-    return f"{first}\n{second}"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+    for ax, key, where in zip(axes, ("q_replay", "q_ood"), ("D's actions (seen)", "uniform actions (unseen)")):
+        curves = {arm: [[{**r, "step": r["updates"],
+                          "ratio": abs(r[key]) / story.value_bound(r, act_dim, gamma)} for r in rows] for rows in runs]
+                  for arm, runs in results.items()}
+        plot_metric(curves, "ratio", ax=ax, log=True, title=f"|Q| / B on {where}")
+        ax.axhline(1.0, color="gray", lw=1, ls="--")
+        ax.set_xlabel("updates on the fixed buffer")
+        ax.set_ylabel("|Q| / B  (above 1: no policy has this value)")
+    fig.suptitle(title)
+    return fig
 
 
 def main(argv=None):
     parser = Parser(prog="python -m minimal_ofn.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1_400, help="environment steps, the random ones included")
-    add_flag(parser, "seed_steps", type=int, default=1_000, help="uniformly random steps before learning")
-    parser.add_argument("--utd", type=int, default=32, help="gradient updates per environment step (default: 32)")
-    parser.add_argument("--env", default="dmc:cheetah-run", help="dm_control or gymnasium task (default: cheetah-run)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of all three agents (default: 0)")
+    parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
+                        help=f"critic variants from the story's part 1 (adam first): {', '.join(story.DISSECT_ARMS)}")
+    parser.add_argument("--updates", type=int, default=12_000, help="SAC updates on the fixed buffer")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="at least 3, for an interval")
+    parser.add_argument("--alpha", type=float, default=0.01, help="the fixed temperature (default 0.01)")
+    parser.add_argument("--env", default="dmc:cheetah-run", help="dm_control or gymnasium task")
+    parser.add_argument("--seed-steps", "--seed_steps", dest="seed_steps", type=int, default=1_000,
+                        help="random transitions in the fixed buffer")
     parser.add_argument("--hidden", type=int, default=64, help="hidden units of every layer (2 layers)")
-    add_flag(parser, "batch_size", type=int, default=64, help="replay batch per update")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64,
+                        help="replay batch per update")
     parser.add_argument("--out", default="minimal_ofn_demo.png", help="where to save the figure")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: these small nets gain little from a second thread, and on "
@@ -123,24 +111,34 @@ def main(argv=None):
 
     def run():
         set_threads(args.threads)
-        if args.steps <= args.seed_steps:
-            raise RunError(f"--steps ({args.steps}) must exceed --seed-steps ({args.seed_steps}): "
-                           "the first seed steps are random and nothing learns")
-        learning = args.steps - args.seed_steps
-        base = preset("tutorial", env=args.env, seed=args.seed, steps=args.steps, seed_steps=args.seed_steps,
-                      utd=args.utd, hidden=args.hidden, batch_size=args.batch_size,
-                      log_every=max(1, learning // 6), eval_every=args.steps,
-                      checkpoint_every=args.steps)
+        unknown = [a for a in args.arms if a not in story.DISSECT_ARMS]
+        if unknown:
+            raise RunError(f"unknown arm {unknown[0]!r}; arms: {', '.join(story.DISSECT_ARMS)}")
+        if args.arms[0] != "adam" or len(set(args.arms)) != len(args.arms):
+            raise RunError("--arms must start with adam (every claim is against it) and name each arm once")
+        if len(args.seeds) < 3 or len(set(args.seeds)) != len(args.seeds):
+            raise RunError(f"--seeds needs at least 3 different seeds for an interval, got {args.seeds}")
+        if args.updates < 1 or args.alpha <= 0:
+            raise RunError(f"--updates must be >= 1 and --alpha > 0, got {args.updates} and {args.alpha}")
+        p = story.Protocol(seeds=tuple(args.seeds), dissect_env=args.env, seed_steps=args.seed_steps,
+                           dissect_fixed_alpha=args.alpha, hidden=args.hidden, batch_size=args.batch_size)
+        configs = story.dissect_configs(p, fixed=True)
+        stack = [(arm, c.validate()) for arm in args.arms for c in configs[arm]]
+        act_dim = make_env(args.env, 0).action_space.shape[0]
+        print(f"{len(args.arms)} critics x {len(args.seeds)} seeds in one stack: {args.seed_steps} random transitions "
+              f"of {args.env}, then {args.updates} SAC updates on them alone (alpha fixed at {args.alpha:g}, "
+              f"2x{args.hidden} networks, batch {args.batch_size})")
         start = time.time()
-        print(f"training {', '.join(VARIANTS)} at UTD {args.utd} on {args.env}: {args.seed_steps} random steps, "
-              f"then {learning} steps x {args.utd} updates, in one stack "
-              f"(2x{args.hidden} networks, batch {args.batch_size})")
-        results = run_variants(base, {v: variant_changes(v) for v in VARIANTS}, seeds=(args.seed,))
+        rows = story.dissect([c for _, c in stack], args.updates, max(1, args.updates // 24),
+                             mc_every=args.updates + 1)  # no Monte Carlo rollouts: B is the bound used here
         seconds = time.time() - start
-        print(f"\n{summary_table(results)}\n")
-        print(explain(results, args.utd, make_env(args.env, 0).action_space.shape[0], base.gamma))
-        fig = story_figure(results)
-        fig.suptitle(f"{args.env}, UTD {args.utd}, seed {args.seed}: {args.steps} steps ({args.seed_steps} random)")
+        results = {}
+        for (arm, c), r in zip(stack, rows):
+            results.setdefault(arm, []).append([{**x, "seed": c.seed} for x in r])
+        print(f"\n{table(results, act_dim)}\n")
+        print(explain(verdicts(results, act_dim)))
+        fig = figure(results, act_dim, f"{args.env}: {args.updates} updates on {args.seed_steps} random transitions, "
+                                       f"alpha {args.alpha:g}, seeds {' '.join(map(str, args.seeds))}")
         fig.savefig(args.out, dpi=120)
         plt.close(fig)
         print(f"\nfigure: {args.out}   training took {seconds:.0f} s")

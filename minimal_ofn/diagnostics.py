@@ -12,7 +12,15 @@
   (uniform in [-1, 1]^|A|), separately: OOD overestimation is what feeds divergence.
 - Norm of the critic's last hidden features phi and of the final layer's weights w:
   |Q| <= ||w|| ||phi|| + |b|, so one of them must grow when Q blows up.
-- Effective rank (Kumar et al. 2021): srank_delta(Phi) = min { k : sum_{i<=k} sigma_i >= (1 - delta) sum_i sigma_i }.
+- Effective rank (Kumar et al. 2021): srank_delta(Phi) = min { k : sum_{i<=k} sigma_i >= (1 - delta) sum_i sigma_i },
+  of the features Phi [B, d] as they are and centered (Phi minus its batch mean). A large direction
+  shared by every sample swamps srank (it can read 1 while the samples still differ); the centered
+  srank counts only the directions along which samples differ.
+- Alignment of the features with the head (tutorial 5): cos(phi, w) = phi . w / (||phi|| ||w||),
+  averaged over the batch, and q_spread, the standard deviation of Q over the batch. With OFN,
+  Q = w . phi_hat + b can reach at most ||w|| + |b|; when the targets lie beyond that, gradient
+  descent turns every phi_hat onto w: cos -> 1, Q becomes the same number for every input
+  (q_spread -> 0), the centered srank collapses and the body gets no useful gradient.
 - Adam state of the critic: mean and max of |m| (momentum) and v; the critic's gradient norm.
 """
 
@@ -59,6 +67,9 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
         "feature_norm": phi.norm(dim=-1).mean((1, 2)),
         "head_weight_norm": sac.critic.head.weight.flatten(2).norm(dim=-1).mean(1),
         "srank": _srank_or_nan(sac.fn.srank, phi[:, 0]),
+        "srank_centered": _srank_or_nan(sac.fn.srank, phi[:, 0] - phi[:, 0].mean(-2, keepdim=True)),
+        "cos_phi_w": alignment(phi, sac.critic.head.weight.squeeze(-1)).mean((1, 2)),
+        "q_spread": sac.critic(s, a).std(-1).mean(1),
         "adam_m_mean": m.mean(1),
         "adam_m_max": m.amax(1),
         "temperature": sac.log_alpha.exp(),
@@ -70,6 +81,11 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
         grads = sac.last_critic_grads
         out["grad_norm"] = torch.cat([grads[slot[id(p)]].reshape(n, -1) for p in linear], 1).norm(dim=1)
     return {k: v.tolist() for k, v in out.items()}
+
+
+def alignment(phi, w):
+    """cos(phi, w) per sample: phi [N, 2, B, d] features, w [N, 2, d] head weights -> [N, 2, B]."""
+    return torch.nn.functional.cosine_similarity(phi, w.unsqueeze(2), dim=-1)
 
 
 def _srank_or_nan(srank_fn, features):

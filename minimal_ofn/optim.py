@@ -12,9 +12,16 @@ critic chases a growing bootstrapped target, every step points up, and momentum
 compounds the overestimate.
 
 Decoupled weight decay (AdamW, Loshchilov & Hutter 2019) adds p <- p (1 - lr wd)
-before the step; an L2 *loss penalty* is a different thing and lives in sac.py.
+before the step (of every kind below); an L2 *loss penalty* is a different thing and lives in sac.py.
 
-SGD (kind="sgd"), as in torch.optim.SGD with dampening 0:  m <- beta1 m + g;  p <- p - lr m.
+Adam's two parts, taken apart (the paper's optimizer dissection), each as in torch.optim:
+
+    kind="rmsprop"  second moment only (torch.optim.RMSprop, decay beta2, no momentum):
+                    v <- beta2 v + (1 - beta2) g^2;   p <- p - lr g / (sqrt(v) + eps)
+    kind="sgd"      first moment only (torch.optim.SGD, dampening 0; beta1 = 0 is plain SGD):
+                    m <- beta1 m + g;                 p <- p - lr m
+
+The kind may differ per agent (a list), so one stack can hold the whole dissection.
 
 Why not torch.optim.Adam itself: its hyperparameters are one number per
 parameter group, while here a parameter tensor holds many agents that may each
@@ -46,6 +53,9 @@ def decoupled_weight_decay(param, lr, weight_decay):
     return param * (1 - lr * weight_decay)
 
 
+KINDS = ("adam", "rmsprop", "sgd")
+
+
 def without_momentum(cfg):
     """A copy of cfg whose critic and actor Adam optimizers have no momentum (beta1 = 0): the paper's ablation."""
     return cfg.replace(critic_beta1=0.0, actor_beta1=0.0)
@@ -59,11 +69,16 @@ class StackedOptimizer:
 
     def __init__(self, params, n, lr, beta1, beta2=0.999, eps=1e-8, weight_decay=0.0, kind="adam",
                  adam_step=adam_step, decoupled_weight_decay=decoupled_weight_decay):
-        if kind not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer {kind!r}: use 'adam' or 'sgd'")
-        self.params, self.n, self.kind, self.eps = list(params), n, kind, eps
+        self.kinds = [kind] * n if isinstance(kind, str) else list(kind)  # one per agent
+        for k in self.kinds:
+            if k not in KINDS:
+                raise ValueError(f"unknown optimizer {k!r}: use one of {', '.join(KINDS)}")
+        if len(self.kinds) != n:
+            raise ValueError(f"{len(self.kinds)} optimizer kinds for {n} agents")
+        self.kind = self.kinds[0] if len(set(self.kinds)) == 1 else "mixed"
+        self.params, self.n, self.eps = list(params), n, eps
         self.adam_step, self.decoupled_weight_decay = adam_step, decoupled_weight_decay
-        self.fused = kind == "adam" and adam_step is globals()["adam_step"] and (
+        self.fused = self.kind == "adam" and adam_step is globals()["adam_step"] and (
             decoupled_weight_decay is globals()["decoupled_weight_decay"])
         device = self.params[0].device
 
@@ -72,9 +87,11 @@ class StackedOptimizer:
 
         self.lr, self.beta1, self.beta2, self.weight_decay = map(per_agent, (lr, beta1, beta2, weight_decay))
         self.use_decay = bool((self.weight_decay != 0).any())
+        # [N, 1] masks of the agents of each kind, for the readable step's per-agent choice
+        self.is_kind = {k: torch.tensor([[x == k] for x in self.kinds], device=device) for k in KINDS}
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params] if kind == "adam" else []
+        self.v = [torch.zeros_like(p) for p in self.params] if self.kind != "sgd" else []
         # Fast path: agents that share (lr, beta1, beta2, weight decay) as python numbers get one kernel call,
         # over their slices [params, m, v, step counts]. A slice of a tensor is contiguous, and each agent's
         # step count is read from step_count (no host sync).
@@ -100,19 +117,31 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step_readable(self, grads) -> None:
-        """The step as adam_step (after decoupled_weight_decay) on every tensor viewed as [agent, everything else]."""
+        """The step on every tensor viewed as [agent, everything else]: adam_step (after decoupled_weight_decay)
+        for Adam's agents, the formulas in the module docstring for RMSProp's and SGD's."""
         self.step_count += 1
-        n = self.n
+        n, kinds = self.n, set(self.kinds)
         for i, (p, g) in enumerate(zip(self.params, grads)):
             p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
-            if self.kind == "sgd":  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
+            if kinds == {"sgd"}:
+                if self.use_decay:
+                    p.copy_(self.decoupled_weight_decay(p, self.lr, self.weight_decay))
                 m.mul_(self.beta1).add_(g)
                 p.sub_(self.lr * m)
                 continue
             v = self.v[i].view(n, -1)
-            new_p = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
-            new_p, new_m, new_v = self.adam_step(new_p, g, m, v, self.step_count, self.lr, self.beta1, self.beta2,
+            decayed = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
+            new_p, new_m, new_v = self.adam_step(decayed, g, m, v, self.step_count, self.lr, self.beta1, self.beta2,
                                                  self.eps)
+            if kinds != {"adam"}:  # the other kinds' agents take their own formula (where: per agent)
+                rms_v = self.beta2 * v + (1 - self.beta2) * g * g
+                rms = decayed - self.lr * g / (rms_v.sqrt() + self.eps)
+                sgd_m = self.beta1 * m + g
+                sgd = decayed - self.lr * sgd_m
+                is_rms, is_sgd = self.is_kind["rmsprop"], self.is_kind["sgd"]
+                new_p = torch.where(is_rms, rms, torch.where(is_sgd, sgd, new_p))
+                new_m = torch.where(is_rms, torch.zeros_like(m), torch.where(is_sgd, sgd_m, new_m))
+                new_v = torch.where(is_rms, rms_v, torch.where(is_sgd, torch.zeros_like(v), new_v))
             p.copy_(new_p), m.copy_(new_m), v.copy_(new_v)
 
     @torch.no_grad()

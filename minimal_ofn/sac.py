@@ -87,10 +87,12 @@ class SAC:
         self.target_entropy = torch.tensor(
             [-act_dim / 2 if c.target_entropy is None else c.target_entropy for c in configs], device=device)
         self.actor_opt = StackedOptimizer(self.actor.parameters(), n, per_agent("actor_lr"), per_agent("actor_beta1"),
-                                          per_agent("beta2"), kind=c0.optimizer, adam_step=fn.adam_step)
+                                          per_agent("beta2"), kind=[c.optimizer for c in configs],
+                                          adam_step=fn.adam_step)
         self.critic_opt = StackedOptimizer(self.critic.parameters(), n, per_agent("critic_lr"),
                                            per_agent("critic_beta1"), per_agent("beta2"),
-                                           weight_decay=per_agent("critic_weight_decay"), kind=c0.optimizer,
+                                           weight_decay=per_agent("critic_weight_decay"),
+                                           kind=[c.critic_optimizer or c.optimizer for c in configs],
                                            adam_step=fn.adam_step, decoupled_weight_decay=fn.decoupled_weight_decay)
         # The temperature is one number per agent; plain Adam, as in every SAC implementation.
         self.alpha_opt = StackedOptimizer([self.log_alpha], n, per_agent("temperature_lr"), 0.9, 0.999,

@@ -6,18 +6,24 @@ little; and that OFN stops the divergence. Each claim is tested where it can be 
 
 Part 1, dissection (offline): a fixed early buffer D of `seed_steps` random transitions and
   `dissect_updates` SAC updates on D alone, so nothing but the update rule moves Q. Critic-only
-  variants of the optimizer and the regularizers, each with the temperature learned and fixed
-  (a fixed alpha keeps the entropy bonus from confounding the optimizer). On D no value can exceed
+  variants of the optimizer (Adam, Adam without momentum, RMSProp, SGD with and without momentum)
+  and of the regularizers, each with the temperature learned (from SAC's usual 1) and fixed at a
+  small value (0.01: the entropy bonus then neither confounds the optimizer nor dominates the
+  bound below, and what rises above it is the critic's own doing). On D no value can exceed
 
       B = (r_max + alpha |A| log 2) / (1 - gamma)     (r_max: the largest reward in D; |A| log 2:
                                                        the largest entropy of a policy on [-1, 1]^|A|)
 
   so divergence is measured as log10(max over updates of |Q| / B) on D's own actions (seen) and on
   uniform actions (unseen), and the optimizer's moments as log10 of the critic's largest v.
-Part 2, online: UTD `utd` against UTD 1, past SAC's temperature transient. Overestimation is the
-  critic's Q on its own rollouts minus their *soft* Monte Carlo return (the entropy bonus at the
-  agent's own alpha included: what a soft critic estimates, diagnostics.monte_carlo), taken at its
-  peak over the learning phase; learning is the mean evaluation return over the learning phase.
+Part 2, online: UTD `utd` against UTD 1. Overestimation is the critic's Q on its own rollouts
+  minus their *soft* Monte Carlo return (the entropy bonus at the agent's own alpha included: what
+  a soft critic estimates, diagnostics.monte_carlo), averaged over the last third of the learning
+  phase, i.e. past SAC's temperature transient (alpha falls about 3e-4 per update in log space, so
+  the transient is counted in updates). UTD 1 is therefore run twice: for as many environment steps
+  as UTD `utd` (the return comparison: same data) and for as many updates (the overestimation
+  comparison: same temperature schedule, `utd` times the data per update). Learning is the mean
+  evaluation return over the learning phase.
 Part 3, priming then learning (Nikishin et al. 2022): `priming_updates` updates on the random
   transitions, then every arm goes on at the same UTD on a task where the unprimed agent learns
   within the budget; learning speed is the area under the evaluation-return curve.
@@ -47,9 +53,11 @@ class Protocol:
     seeds: tuple = (0, 1, 2, 3, 4)
     # Part 1
     dissect_env: str = "dmc:cheetah-run"
-    dissect_updates: int = 10_000
+    dissect_updates: int = 20_000  # a pilot (alpha 0.01, 2 seeds): Adam's Q passes B near 8k updates, 30-200 B by 20k
     dissect_log_every: int = 500
-    dissect_alpha: float = 1.0  # the fixed temperature (and the learned one's start): SAC's usual start
+    dissect_mc_every: int = 4_000  # a Monte Carlo rollout of the policy every this many updates
+    dissect_alpha: float = 1.0  # the learned temperature's start: SAC's usual one
+    dissect_fixed_alpha: float = 0.01  # the fixed temperature: small, so that B is the rewards' bound, not entropy's
     # Part 2
     online_env: str = "dmc:cheetah-run"
     utd: int = 32
@@ -76,6 +84,9 @@ DISSECT_ARMS = {
     "adam": {},
     "critic_beta1=0": {"critic_beta1": 0.0},
     "critic_beta1=0.5": {"critic_beta1": 0.5},
+    "rmsprop": {"critic_optimizer": "rmsprop"},  # Adam's second moment alone
+    "sgd+momentum": {"critic_optimizer": "sgd", "critic_beta1": 0.9},  # Adam's first moment alone
+    "sgd": {"critic_optimizer": "sgd", "critic_beta1": 0.0},  # neither
     "l2": {"critic_l2": 1e-3},
     "adamw": {"critic_weight_decay": 0.1},
     "dropout": {"critic_dropout": 0.01},
@@ -103,12 +114,14 @@ PRIMING_ARMS = {
 def dissect_configs(p: Protocol, fixed: bool) -> dict:
     """{arm: [Config per seed]} for part 1; temperature_lr 0 holds alpha at its start."""
     base = cfgmod.preset("tutorial", env=p.dissect_env, steps=p.seed_steps, seed_steps=p.seed_steps,
-                         hidden=p.hidden, batch_size=p.batch_size, init_temperature=p.dissect_alpha, compile=p.compile,
+                         hidden=p.hidden, batch_size=p.batch_size, compile=p.compile,
+                         init_temperature=p.dissect_fixed_alpha if fixed else p.dissect_alpha,
                          temperature_lr=0.0 if fixed else cfgmod.Config.temperature_lr)
     return {arm: [base.replace(seed=s, **ch) for s in p.seeds] for arm, ch in DISSECT_ARMS.items()}
 
 
-def dissect(configs: list[Config], updates: int, log_every: int, progress: bool = True) -> list[list[dict]]:
+def dissect(configs: list[Config], updates: int, log_every: int, progress: bool = True,
+            mc_every: int | None = None) -> list[list[dict]]:
     """Part 1's loop for one stack: seed_steps random transitions into D, then `updates` SAC updates on D.
 
     Returns each agent's rows (train.METRICS), one every `log_every` updates, with Q on D's
@@ -125,7 +138,8 @@ def dissect(configs: list[Config], updates: int, log_every: int, progress: bool 
         run.sac.update(run.buffer.sample(run.c0.batch_size, run.generators))
         run.updates = k
         if k % log_every == 0:
-            for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=k % (4 * log_every) == 0)):
+            rollout = k % (mc_every or 4 * log_every) == 0
+            for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=rollout)):
                 rows[i].append(row)
     return rows
 
@@ -147,11 +161,15 @@ def log_growth(rows, key: str) -> float:
     return math.log10(values[-1] / values[0]) if len(values) > 1 else math.nan
 
 
-def peak_overestimation(rows, seed_steps: int) -> float:
-    """max over learning-phase logs of Q(s_t, a_t) - soft MC return, on the policy's own rollouts."""
+def late_overestimation(rows, seed_steps: int) -> float:
+    """Mean over the last third of the learning phase's logs of Q(s_t, a_t) - soft MC return, on the
+    policy's own rollouts: past the temperature transient, where the soft return is no longer dominated
+    by alpha log pi of a policy that has not yet found its entropy."""
+    last = max(r["step"] for r in rows)
+    start = last - (last - seed_steps) / 3
     gaps = [r["q_rollout"] - r["mc_soft_return"] for r in rows
-            if r["step"] > seed_steps and math.isfinite(r["q_rollout"]) and math.isfinite(r["mc_soft_return"])]
-    return max(gaps) if gaps else math.nan
+            if r["step"] >= start and math.isfinite(r["q_rollout"]) and math.isfinite(r["mc_soft_return"])]
+    return float(np.mean(gaps)) if gaps else math.nan
 
 
 def mean_return(rows, seed_steps: int, eval_every: int) -> float:
@@ -172,13 +190,17 @@ class Claim:
 
 CLAIMS = (
     Claim("overestimation", "At high UTD the critic overestimates",
-          "peak (Q - soft MC return), baseline at UTD {utd} minus at UTD 1", "online"),
+          "late (Q - soft MC return), baseline at UTD {utd} minus at UTD 1, equal updates", "online"),
     Claim("diverges_seen", "Q diverges on seen actions (fixed early buffer)",
           "log10(peak |Q| / B) on D's actions, Adam, alpha {alpha}", "dissection"),
     Claim("diverges_unseen", "... and on unseen actions",
           "log10(peak |Q| / B) on uniform actions, Adam, alpha {alpha}", "dissection"),
     Claim("momentum", "Divergence is propelled by optimizer momentum",
           "log10 peak |Q|, critic Adam beta1 0.9 minus beta1 0, alpha {alpha}", "dissection"),
+    Claim("momentum_sgd", "... (momentum without Adam's scaling)",
+          "log10 peak |Q|, critic SGD momentum 0.9 minus plain SGD, alpha {alpha}", "dissection"),
+    Claim("second_moment", "... (Adam's second moment alone)",
+          "log10(peak |Q| / B) on D's actions, critic RMSProp, alpha {alpha}", "dissection"),
     Claim("moments_grow", "Adam's moment estimates grow during divergence",
           "log10(last / first) of the critic's largest Adam v, Adam, alpha {alpha}", "dissection"),
     Claim("dropout_helps", "Dropout helps a little",
@@ -190,7 +212,7 @@ CLAIMS = (
     Claim("ofn_stops_offline", "OFN stops the divergence (fixed buffer)",
           "log10 peak |Q|, Adam minus OFN, alpha {alpha}", "dissection"),
     Claim("ofn_stops_online", "OFN stops the overestimation at high UTD",
-          "peak (Q - soft MC return) at UTD {utd}, baseline minus OFN", "online"),
+          "late (Q - soft MC return) at UTD {utd}, baseline minus OFN", "online"),
     Claim("ofn_learns", "With OFN, high-UTD SAC learns",
           "mean evaluation return at UTD {utd}, OFN minus baseline", "online"),
     Claim("high_utd_hurts", "Past a point, raising the UTD stops SAC learning",
@@ -213,7 +235,9 @@ def judged_claims() -> list[tuple]:
 
 
 def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -> dict:
-    """{(claim key, temperature): (scores of arm A, scores of arm B or None)}: one number per seed."""
+    """{(claim key, temperature): (scores of arm A, scores of arm B or None)}: one number per seed.
+
+    results["online"] holds UTD `p.utd`, 1 (as many steps) and "1x" (UTD 1 for as many updates)."""
     d, on, pr = results["dissection"], results["online"], results["priming"]
 
     def each(runs, fn):
@@ -223,7 +247,7 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
         return each(d[temp][arm], lambda rows: log_peak_over_bound(rows, key, act_dim["dissection"], gamma))
 
     def over(utd, arm):
-        return each(on[utd][arm], lambda rows: peak_overestimation(rows, p.seed_steps))
+        return each(on[utd][arm], lambda rows: late_overestimation(rows, p.seed_steps))
 
     def ret(runs, part):
         every = p.online_eval_every if part == "online" else p.priming_eval_every
@@ -235,7 +259,7 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
 
     u = p.utd
     out = {
-        ("overestimation", None): (over(u, "baseline"), over(1, "baseline")),
+        ("overestimation", None): (over(u, "baseline"), over("1x", "baseline")),
         ("ofn_stops_online", None): (over(u, "baseline"), over(u, "ofn")),
         ("ofn_learns", None): (ret(on[u]["ofn"], "online"), ret(on[u]["baseline"], "online")),
         ("high_utd_hurts", None): (ret(on[1]["baseline"], "online"), ret(on[u]["baseline"], "online")),
@@ -250,6 +274,8 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
             ("diverges_seen", t): (log_peak(t, "adam"), None),
             ("diverges_unseen", t): (log_peak(t, "adam", "q_ood"), None),
             ("momentum", t): (log_peak(t, "adam"), log_peak(t, "critic_beta1=0")),
+            ("momentum_sgd", t): (log_peak(t, "sgd+momentum"), log_peak(t, "sgd")),
+            ("second_moment", t): (log_peak(t, "rmsprop"), None),
             ("moments_grow", t): (each(d[t]["adam"], lambda rows: log_growth(rows, "adam_v_max")), None),
             ("dropout_helps", t): (log_peak(t, "adam"), log_peak(t, "dropout")),
             ("l2_helps", t): (log_peak(t, "adam"), log_peak(t, "l2")),
@@ -259,10 +285,13 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
     return out
 
 
-def judge(scores: dict, reps: int = 2_000) -> list[dict]:
-    """Each (claim, temperature) with its effect, 95% interval and verdict (stats.effect / stats.verdict)."""
+def judge(scores: dict, reps: int = 2_000, keys=None) -> list[dict]:
+    """Each (claim, temperature) with its effect, 95% interval and verdict (stats.effect / stats.verdict);
+    keys: only the claims with these keys."""
     out = []
     for claim, temp in judged_claims():
+        if keys is not None and claim.key not in keys:
+            continue
         a, b = scores[claim.key, temp]
         finite = [x for x in a if math.isfinite(x)], None if b is None else [x for x in b if math.isfinite(x)]
         dropped = len(a) - len(finite[0]) + (0 if b is None else len(b) - len(finite[1]))
@@ -273,11 +302,19 @@ def judge(scores: dict, reps: int = 2_000) -> list[dict]:
 
 
 # ---- running the three parts (resumably: finished runs are loaded, unfinished ones resumed or redone)
-def online_base(p: Protocol, utd: int) -> Config:
-    return cfgmod.preset("tutorial", env=p.online_env, utd=utd, steps=p.seed_steps + p.online_steps,
-                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size, compile=p.compile,
-                         init_temperature=p.online_alpha, log_every=p.log_every,
-                         eval_every=p.online_eval_every, eval_episodes=p.eval_episodes, checkpoint_every=500)
+def online_base(p: Protocol, utd) -> Config:
+    """UTD `utd` (or 1) for online_steps learning steps; utd "1x": UTD 1 for as many updates as UTD p.utd,
+    its logs and evaluations p.utd times sparser in steps (the same in updates)."""
+    scale = p.utd if utd == "1x" else 1
+    return cfgmod.preset("tutorial", env=p.online_env, utd=1 if utd == "1x" else utd, compile=p.compile,
+                         steps=p.seed_steps + p.online_steps * scale, seed_steps=p.seed_steps, hidden=p.hidden,
+                         batch_size=p.batch_size, init_temperature=p.online_alpha, log_every=p.log_every * scale,
+                         eval_every=p.online_eval_every * scale, eval_episodes=p.eval_episodes,
+                         checkpoint_every=500 * scale)
+
+
+def online_folder(p: Protocol, utd) -> str:
+    return "utd1_equal_updates" if utd == "1x" else f"utd{utd}"
 
 
 def priming_base(p: Protocol) -> Config:
@@ -327,7 +364,7 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
         todo = [(arm, c) for arm, cs in configs.items() for c in cs
                 if not (folders[arm, c.seed] / "summary.json").exists()]
         if todo:  # the dissection is short per stack: an interrupted stack is run again whole
-            rows = dissect([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress)
+            rows = dissect([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress, p.dissect_mc_every)
             for (arm, c), r in zip(todo, rows):
                 _save_dissection(folders[arm, c.seed], c, r)
         for (arm, seed), folder in folders.items():
@@ -336,8 +373,8 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
                 raise ValueError(f"{folder} holds a dissection run with other settings; use another --out")
             load_metrics(folder)
     elif part == "online":
-        arms = ONLINE_ARMS if which != 1 else {k: ONLINE_ARMS[k] for k in ONLINE_UTD1_ARMS}
-        run_variants(online_base(p, which), arms, p.seeds, out / "online" / f"utd{which}", progress)
+        arms = ONLINE_ARMS if which == p.utd else {k: ONLINE_ARMS[k] for k in ONLINE_UTD1_ARMS}
+        run_variants(online_base(p, which), arms, p.seeds, out / "online" / online_folder(p, which), progress)
     else:
         run_variants(priming_base(p), priming_arms(p), p.seeds, out / "priming", progress)
     return f"{part} {which}: {time.time() - start:.0f} s"
@@ -345,7 +382,8 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
 
 def tasks(p: Protocol) -> list[tuple]:
     """The story's stacks, longest first (two workers finish together when the long ones start first)."""
-    return [("online", p.utd), ("dissection", "fixed"), ("dissection", "learned"), ("priming", None), ("online", 1)]
+    return [("online", p.utd), ("dissection", "fixed"), ("dissection", "learned"), ("priming", None),
+            ("online", "1x"), ("online", 1)]
 
 
 def load(p: Protocol, out: Path) -> dict:
@@ -358,7 +396,8 @@ def load(p: Protocol, out: Path) -> dict:
     return {
         "dissection": {t: arms(out / "dissection" / t, DISSECT_ARMS) for t in ("fixed", "learned")},
         "online": {p.utd: arms(out / "online" / f"utd{p.utd}", ONLINE_ARMS),
-                   1: arms(out / "online" / "utd1", ONLINE_UTD1_ARMS)},
+                   1: arms(out / "online" / "utd1", ONLINE_UTD1_ARMS),
+                   "1x": arms(out / "online" / online_folder(p, "1x"), ONLINE_UTD1_ARMS)},
         "priming": arms(out / "priming", PRIMING_ARMS),
     }
 
@@ -391,7 +430,8 @@ def run(p: Protocol = Protocol(), out="docs/story", jobs: int = 2, progress: boo
 UNVERIFIED = (
     "Not verified from the paper itself (only its abstract and first page were available to us; no public code): "
     "its exact hyperparameters, its exact momentum experiment (third-party accounts say it separates Adam's parts "
-    "with SGD+momentum and RMSProp; here Adam with the critic's beta1 at 0, 0.5 and 0.9 stands in for that), its "
+    "with SGD+momentum and RMSProp; here the critic alone takes Adam with beta1 0.9, 0.5 and 0, RMSProp, SGD with "
+    "momentum 0.9 and plain SGD, all at lr 3e-4, on a fixed buffer), the learning rates it gave SGD, its "
     "priming length (reported as 25k-100k updates on 1,000 samples), and its results on 2x256 networks over "
     "hundreds of thousands of steps and on the dog tasks (GPU scale: tutorial 7 and --preset paper).")
 
@@ -400,7 +440,110 @@ def _fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.3g}"
 
 
-def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = ()) -> str:
+def temperature_label(p: Protocol, temp) -> str:
+    return {"learned": f"learned from {p.dissect_alpha:g}", "fixed": f"fixed at {p.dissect_fixed_alpha:g}"}.get(temp, "")
+
+
+def _iqm_ci(x) -> str:
+    """IQM [95% CI] of one arm's per-seed numbers (non-finite ones dropped and counted)."""
+    finite = [v for v in x if math.isfinite(v)]
+    if len(finite) < 2:
+        return "n/a"
+    e = stats.effect(finite, reps=1_000)
+    dropped = f" ({len(x) - len(finite)} nan)" if len(finite) < len(x) else ""
+    return f"{_fmt(e['effect'])} [{_fmt(e['low'])}, {_fmt(e['high'])}]{dropped}"
+
+
+def arm_tables(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -> list[str]:
+    """Every arm of every part on its own: IQM over seeds [95% CI] of the numbers the claims compare."""
+    d, on, pr = results["dissection"], results["online"], results["priming"]
+    out = ["## Every arm on its own (IQM over seeds [95% CI])", "",
+           f"Part 1, the fixed buffer ({p.dissect_env}, {p.seed_steps} random transitions, {p.dissect_updates} "
+           "critic-only variants' updates): log10(peak |Q| / B) on D's actions (seen) and on uniform actions "
+           "(unseen; above 0 = a value no policy can have), and log10(last / first) of the critic's largest Adam "
+           "second moment v (RMSProp's v for RMSProp; none for SGD).", ""]
+    head = " | ".join(f"alpha {temperature_label(p, t)}: {k}" for t in TEMPERATURES for k in ("seen", "unseen", "v"))
+    out += [f"| arm | {head} |", "| --- |" + " --- |" * 6]
+    for arm in DISSECT_ARMS:
+        cells = []
+        for t in TEMPERATURES:
+            runs = d[t][arm]
+            for key in ("q_replay", "q_ood"):
+                cells.append(_iqm_ci([log_peak_over_bound(rows, key, act_dim["dissection"], gamma) for rows in runs]))
+            cells.append(_iqm_ci([log_growth(rows, "adam_v_max") for rows in runs]) if "sgd" not in arm else "-")
+        out.append(f"| {arm} | " + " | ".join(cells) + " |")
+    out += ["", f"Part 2, online ({p.online_env}): Q - soft MC return over the last third of learning, the soft "
+            "MC return itself, the temperature at the end, and the mean evaluation return.", "",
+            "| run | Q - soft MC (late) | soft MC return (late) | final alpha | mean return |",
+            "| --- | --- | --- | --- | --- |"]
+    names = {p.utd: f"UTD {p.utd}, {p.online_steps} learning steps", 1: f"UTD 1, {p.online_steps} learning steps",
+             "1x": f"UTD 1, {p.online_steps * p.utd} learning steps (as many updates as UTD {p.utd})"}
+    for utd, arms in on.items():
+        every = p.online_eval_every * (p.utd if utd == "1x" else 1)
+        for arm, runs in arms.items():
+            late_mc = [late_value(rows, p.seed_steps, "mc_soft_return") for rows in runs]
+            out.append(f"| {arm}, {names[utd]} | {_iqm_ci([late_overestimation(r, p.seed_steps) for r in runs])} | "
+                       f"{_iqm_ci(late_mc)} | {_iqm_ci([rows[-1]['temperature'] for rows in runs])} | "
+                       f"{_iqm_ci([mean_return(r, p.seed_steps, every) for r in runs])} |")
+    out += ["", f"Part 3, priming ({p.priming_env}, UTD {p.priming_utd}, {p.priming_updates} priming updates): "
+            "log10(|Q| / B) right after the random phase (and priming), the mean evaluation return, and the "
+            "temperature at the end.", "",
+            "| arm | log10(Q / B) after priming | mean return | final alpha |", "| --- | --- | --- | --- |"]
+    for arm, runs in pr.items():
+        after = []
+        for rows in runs:
+            row = next(r for r in rows if r["step"] >= p.seed_steps)
+            after.append(math.log10(max(abs(row["q_replay"]), 1e-12) / value_bound(row, act_dim["priming"], gamma)))
+        out.append(f"| {arm} | {_iqm_ci(after)} | "
+                   f"{_iqm_ci([mean_return(r, p.seed_steps, p.priming_eval_every) for r in runs])} | "
+                   f"{_iqm_ci([rows[-1]['temperature'] for rows in runs])} |")
+    return out + [""]
+
+
+def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -> list[str]:
+    """For each contradicted claim: the two arms' numbers per seed, and what else in the runs bears on it."""
+    out = []
+    d, on = results["dissection"], results["online"]
+
+    def per_seed(x):
+        return ", ".join(_fmt(v) for v in x)
+
+    for j in judged:
+        if j["verdict"] != stats.CONTRADICTED:
+            continue
+        c, t = j["claim"], j["temperature"]
+        a, b = scores[c.key, t]
+        measured = c.measured.format(utd=p.utd, alpha=temperature_label(p, t))
+        line = f"- **{c.paper}** ({measured}): per seed {per_seed(a)}" + (f" against {per_seed(b)}." if b else ".")
+        if c.key == "overestimation":
+            late = {u: [late_value(r, p.seed_steps, "mc_soft_return") for r in on[u]["baseline"]] for u in (p.utd, "1x")}
+            alpha = {u: [r[-1]["temperature"] for r in on[u]["baseline"]] for u in (p.utd, "1x")}
+            line += (f" Late soft MC returns: {per_seed(late[p.utd])} at UTD {p.utd} (final alpha "
+                     f"{per_seed(alpha[p.utd])}), {per_seed(late['1x'])} at UTD 1 (final alpha {per_seed(alpha['1x'])}).")
+        if c.key == "high_utd_hurts":
+            line += (" For comparison (published, not measured here: Nikishin et al. 2022, 10 seeds, 2x256): on "
+                     "cheetah-run UTD 32 without resets against UTD 1 gave 109 vs 18 at 20k steps and 869 vs 788 at "
+                     "500k; high UTD lost there on humanoid-run (25 vs 105) and quadruped-run (189 vs 515) at 500k, "
+                     "budgets beyond this CPU.")
+        if c.key == "priming_explodes":
+            fixed = [log_peak_over_bound(r, "q_replay", act_dim["dissection"], gamma) for r in d["fixed"]["adam"]]
+            line += (f" The same Adam update on {p.dissect_env}'s random buffer with alpha fixed at "
+                     f"{p.dissect_fixed_alpha:g} reached log10(peak |Q| / B) of {per_seed(fixed)} in "
+                     f"{p.dissect_updates} updates (part 1).")
+        out.append(line)
+    return out
+
+
+def late_value(rows, seed_steps: int, key: str) -> float:
+    """Mean of a metric over the last third of the learning phase's logs (as late_overestimation)."""
+    last = max(r["step"] for r in rows)
+    start = last - (last - seed_steps) / 3
+    values = [r[key] for r in rows if r["step"] >= start and math.isfinite(r[key])]
+    return float(np.mean(values)) if values else math.nan
+
+
+def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = (), tables: list[str] = (),
+           notes: list[str] = ()) -> str:
     counts = {v: sum(j["verdict"] == v for j in judged) for v in (stats.HOLDS, stats.CONTRADICTED, stats.UNRESOLVED)}
     out = [f"# The paper's claims, measured (`{command}`)", "",
            f"Protocol: {p}.", "",
@@ -415,12 +558,16 @@ def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = ())
         c = j["claim"]
         seeds = str(j["n"][0]) if j["one_sample"] else f"{j['n'][0]} vs {j['n'][1]}"
         dropped = f" ({j['dropped']} non-finite dropped)" if j["dropped"] else ""
-        measured = c.measured.format(utd=p.utd, alpha=j["temperature"]).replace("|", "\\|")  # a pipe would end the cell
+        measured = c.measured.format(utd=p.utd, alpha=temperature_label(p, j["temperature"])).replace("|", "\\|")
         out.append(f"| {k} | {c.paper} | {measured} | {_fmt(j['effect'])} "
                    f"[{_fmt(j['low'])}, {_fmt(j['high'])}] | {seeds}{dropped} | **{j['verdict']}** |")
     out += ["", UNVERIFIED, ""]
+    if notes:
+        out += ["## Why the contradicted claims fail here (computed from the same runs)", "", *notes, ""]
+    out += list(tables)
     if lines:
-        out += ["Wall time of each stack (two at a time, one thread each): " + "; ".join(lines) + ".", ""]
+        out += ["Wall time of each stack (--jobs worker processes side by side, one thread each; a stack whose runs "
+                "were already finished takes seconds): " + "; ".join(lines) + ".", ""]
     out += ["Figures: story_dissection.png, story_online.png, story_priming.png.", ""]
     return "\n".join(out)
 
@@ -452,12 +599,17 @@ def figures(results: dict, p: Protocol, act_dim: dict, out: Path, gamma: float =
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
-    gap = {f"{a} utd{u}": [[{**r, "gap": r["q_rollout"] - r["mc_soft_return"]} for r in rows] for rows in runs]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+    label = {p.utd: f"utd{p.utd}", 1: "utd1", "1x": "utd1 (equal updates)"}
+    gap = {f"{a} {label[u]}": [[{**r, "step": r["updates"], "gap": r["q_rollout"] - r["mc_soft_return"]}
+                               for r in rows] for rows in runs]
            for u, arms in results["online"].items() for a, runs in arms.items()}
     plot_metric(gap, "gap", ax=axes[0], title="Q - soft MC return on the policy's rollouts")
-    plot_metric({k: v for k, v in zip(gap, [r for arms in results["online"].values() for r in arms.values()])},
-                "eval_return", ax=axes[1], title="evaluation return")
+    axes[0].set_xlabel("gradient updates")
+    axes[0].set_xscale("symlog", linthresh=1000)
+    plot_metric({f"{a} {label[u]}": runs for u, arms in results["online"].items() if u != "1x"
+                 for a, runs in arms.items()}, "eval_return", ax=axes[1], title="evaluation return")
+    axes[1].set_xlabel("environment steps")
     axes[0].legend(fontsize=7)
     written.append(out / "story_online.png")
     fig.savefig(written[-1], dpi=110)
@@ -471,6 +623,46 @@ def figures(results: dict, p: Protocol, act_dim: dict, out: Path, gamma: float =
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
     return written
+
+
+# ---- the committed story, for the tutorials: its verdicts judged again from its runs, beside a live run's
+COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "story"
+
+
+def committed(keys, folder=COMMITTED) -> tuple[Protocol, list[dict]]:
+    """(protocol, judged claims) of the story in `folder` (default: the repository's docs/story), recomputed from
+    the runs there with the protocol they were run with (protocol.json), for the claims with these keys."""
+    folder = Path(folder)
+    saved = json.loads((folder / "protocol.json").read_text())
+    p = Protocol(**{**saved, "seeds": tuple(saved["seeds"])})
+    results, dims = load(p, folder / "runs"), act_dims(p)
+    return p, judge(claim_scores(results, p, dims, cfgmod.Config.gamma), keys=set(keys))
+
+
+def show_committed(keys, folder=COMMITTED) -> None:
+    """Print the story's verdicts on these claims (see committed), one line each."""
+    p, judged = committed(keys, folder)
+    print(f"The story ({len(p.seeds)} seeds per arm; docs/story/story.md), judged again from its committed runs:")
+    for j in judged:
+        c = j["claim"]
+        measured = c.measured.format(utd=p.utd, alpha=temperature_label(p, j["temperature"]))
+        print(f"  {j['verdict']:<13} {c.paper}: {measured} = {_fmt(j['effect'])} [{_fmt(j['low'])}, "
+              f"{_fmt(j['high'])}]")
+
+
+def live(name: str, a, b=None) -> str:
+    """A live run's effect IQM(a) - IQM(b) (b None: against 0) as one line: with its interval and verdict when
+    every arm has 3 seeds or more, else the bare difference, marked as one that no seed count can judge."""
+    a = [x for x in a if math.isfinite(x)]
+    b = None if b is None else [x for x in b if math.isfinite(x)]
+    if not a or (b is not None and not b):
+        return f"  this run: {name} = nan (no finite value)"
+    if len(a) >= 3 and (b is None or len(b) >= 3):
+        e = stats.effect(a, b)
+        return (f"  this run: {stats.verdict(e):<13} {name} = {_fmt(e['effect'])} [{_fmt(e['low'])}, "
+                f"{_fmt(e['high'])}] over {len(a)} seeds")
+    d = stats.iqm(a) - (0.0 if b is None else stats.iqm(b))
+    return f"  this run: {name} = {_fmt(d)} ({len(a)} seed{'s' if len(a) > 1 else ''}: no interval; 3 or more give one)"
 
 
 def act_dims(p: Protocol) -> dict:
@@ -513,10 +705,13 @@ def main(argv=None):
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         out = Path(args.out)
         lines = [] if args.report_only else run(p, out, args.jobs, not args.no_progress)
+        (out / "protocol.json").write_text(json.dumps(dataclasses.asdict(p), indent=2) + "\n")
         results, dims = load(p, out / "runs"), act_dims(p)
         gamma = cfgmod.Config.gamma
-        judged = judge(claim_scores(results, p, dims, gamma))
-        text = report(p, judged, command, lines)
+        scores = claim_scores(results, p, dims, gamma)
+        judged = judge(scores)
+        text = report(p, judged, command, lines, arm_tables(results, p, dims, gamma),
+                      notes(judged, scores, results, p, dims, gamma))
         (out / "story.md").write_text(text)
         figures(results, p, dims, out, gamma)
         print(text)

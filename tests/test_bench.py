@@ -173,7 +173,7 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
     def fake_timed(cmd, env, cwd=None):  # whole-process seconds: start-up 5 s + ms per step by kind
         steps = int(cmd[cmd.index("--total-timesteps") + 1] if "--total-timesteps" in cmd else cmd[cmd.index("--steps") + 1])
         seen.append((cmd, env))
-        per_step = 0.028 if "--env-id" in cmd else 0.010 if "--train-compiled" in cmd else 0.014
+        per_step = 0.028 if "--env-id" in cmd else 0.010 if "update" in cmd else 0.014
         return 5.0 + per_step * steps
 
     monkeypatch.setattr(bench, "_timed", fake_timed)

@@ -88,7 +88,7 @@ def test_compiled_update_equals_eager_in_float64_through_the_cuda_graph_code_pat
         torch.set_default_dtype(torch.float32)
 
 
-@pytest.mark.parametrize("kind", ["adam", "sgd"])
+@pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop", ["rmsprop", "adam", "sgd"], ["sgd", "sgd", "adam"]])
 def test_optimizer_step_is_the_stacked_optimizers_step(kind):
     # The tensor-op optimizer of the compiled graph against optim.py, here uncompiled: per-agent lr, beta1, decay.
     g = torch.Generator().manual_seed(0)
@@ -96,13 +96,13 @@ def test_optimizer_step_is_the_stacked_optimizers_step(kind):
     mine = [p.clone() for p in params]
     opt = StackedOptimizer(params, 3, [1e-2, 3e-3, 1e-3], [0.9, 0.0, 0.5], 0.99, weight_decay=[0.0, 0.1, 0.0],
                            kind=kind)
-    m, v = [torch.zeros_like(p) for p in mine], [torch.zeros_like(p) for p in mine] if kind == "adam" else []
+    m, v = [torch.zeros_like(p) for p in mine], [torch.zeros_like(p) for p in mine] if kind != "sgd" else []
     steps = torch.zeros(3, 1)
     hyper = {"lr": opt.lr, "beta1": opt.beta1, "beta2": opt.beta2, "weight_decay": opt.weight_decay, "eps": opt.eps}
     for _ in range(4):
         grads = [torch.randn(p.shape, generator=g) for p in params]
         opt.step(grads)
-        optimizer_step(mine, grads, m, v, steps, hyper, kind)
+        optimizer_step(mine, grads, m, v, steps, hyper, opt.kind, opt.is_kind)
     for p, q in zip(params, mine):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(steps, opt.step_count)

@@ -135,3 +135,23 @@ def test_a_gymnasium_mujoco_task_trains_a_few_steps():
     rows = train(Config(env="HalfCheetah-v5", steps=30, seed_steps=20, utd=1, batch_size=8, hidden=8, log_every=30,
                         eval_every=30, mc_every=30), progress=False)[0]
     assert rows[-1]["step"] == 30 and np.isfinite(rows[-1]["critic_loss"])
+
+
+def test_alignment_and_the_centered_srank_see_a_collapse_that_srank_misses():
+    """Features that all point along the head vector w have cos(phi, w) = 1. One shared vector plus small
+    per-sample differences has srank 1 (the shared direction swamps the sum of singular values), while the
+    centered srank still sees the differences: it tells a collapse of information from a large common mean."""
+    from minimal_ofn.diagnostics import alignment, srank
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, 2, 8, generator=g)
+    scale = torch.rand(1, 2, 32, 1, generator=g) + 0.5
+    aligned = scale * w.unsqueeze(2)  # [1, 2, 32, 8], every sample a positive multiple of w
+    torch.testing.assert_close(alignment(aligned, w), torch.ones(1, 2, 32))
+    torch.testing.assert_close(alignment(-aligned, w), -torch.ones(1, 2, 32))
+    random = torch.randn(1, 2, 32, 8, generator=g)
+    assert alignment(random, w).abs().mean() < 0.5
+    same = w[0, 0].expand(32, 8) + 1e-3 * torch.randn(32, 8, generator=g)  # one feature vector for every sample
+    assert srank(same) == 1 and srank(same - same.mean(0)) > 1  # centered, only the noise is left: not a collapse
+    spread = torch.randn(32, 8, generator=g)
+    assert srank(spread - spread.mean(0)) >= 6

@@ -35,10 +35,11 @@ def _row(step, **values):
 
 def test_quantities_use_the_right_rows():
     rows = [_row(1000, q_rollout=500.0, mc_soft_return=0.0),  # random phase: not overestimation
-            _row(1100, q_rollout=30.0, mc_soft_return=10.0, eval_return=50.0),
+            _row(1100, q_rollout=30.0, mc_soft_return=10.0, eval_return=50.0),  # the transient: not counted
             _row(1200, q_rollout=12.0, mc_soft_return=10.0, eval_return=50.0),  # carried-over eval: not counted
+            _row(1230, q_rollout=16.0, mc_soft_return=10.0),
             _row(1250, q_rollout=math.nan, mc_soft_return=10.0, eval_return=10.0)]
-    assert story.peak_overestimation(rows, seed_steps=1000) == 20.0
+    assert story.late_overestimation(rows, seed_steps=1000) == 4.0  # last third (from step 1167): mean of 2 and 6
     assert story.mean_return(rows, 1000, eval_every=250) == 10.0  # only the step-1250 evaluation
     assert story.mean_return(rows, 1000, eval_every=50) == pytest.approx(110 / 3)  # a dip is averaged, not maxed
     # B = (r_max + alpha |A| log 2) / (1 - gamma) = 100 here; |Q| 1000 is 10x beyond it
@@ -66,7 +67,8 @@ def _synthetic(p: Protocol, diverging: set) -> dict:
     d = {t: {a: runs(1e6 if a in diverging else 1.0) for a in story.DISSECT_ARMS} for t in ("fixed", "learned")}
     online = {p.utd: {a: runs(1.0, over=0.0 if a == "ofn" else 100.0, ret=20.0 if a == "ofn" else 10.0)
                       for a in story.ONLINE_ARMS},
-              1: {a: runs(1.0, over=1.0, ret=15.0) for a in story.ONLINE_UTD1_ARMS}}
+              1: {a: runs(1.0, over=1.0, ret=15.0) for a in story.ONLINE_UTD1_ARMS},
+              "1x": {a: runs(1.0, over=1.0, ret=30.0) for a in story.ONLINE_UTD1_ARMS}}
     priming = {a: runs(1e6 if a == "baseline+priming" else 1.0, ret=1.0 if a == "baseline+priming" else 10.0)
                for a in story.PRIMING_ARMS}
     return {"dissection": d, "online": online, "priming": priming}
@@ -74,14 +76,16 @@ def _synthetic(p: Protocol, diverging: set) -> dict:
 
 def test_verdicts_and_report_follow_synthetic_runs():
     p = Protocol(seeds=(0, 1, 2, 3, 4))
-    results = _synthetic(p, diverging={"adam", "dropout", "l2"})  # beta1=0 and OFN do not diverge
+    # without momentum (Adam beta1=0, SGD) and with OFN nothing diverges
+    results = _synthetic(p, diverging={"adam", "dropout", "l2", "sgd+momentum", "rmsprop"})
     judged = story.judge(story.claim_scores(results, p, {"dissection": 6, "online": 6, "priming": 1}), reps=300)
     verdict = {(j["claim"].key, j["temperature"]): j["verdict"] for j in judged}
-    assert len(judged) == len(story.CLAIMS) + 8  # the 8 dissection claims are judged at both temperatures
+    assert len(judged) == len(story.CLAIMS) + 10  # the 10 dissection claims are judged at both temperatures
     assert verdict["overestimation", None] == stats.HOLDS
     for t in story.TEMPERATURES:
         assert verdict["diverges_seen", t] == verdict["diverges_unseen", t] == stats.HOLDS
         assert verdict["momentum", t] == verdict["moments_grow", t] == stats.HOLDS
+        assert verdict["momentum_sgd", t] == verdict["second_moment", t] == stats.HOLDS
         assert verdict["dropout_helps", t] == verdict["l2_helps", t] == stats.UNRESOLVED  # as diverged as Adam
         assert verdict["ofn_stops_offline", t] == stats.HOLDS
     assert verdict["ofn_stops_online", None] == verdict["ofn_learns", None] == stats.HOLDS
@@ -95,11 +99,23 @@ def test_verdicts_and_report_follow_synthetic_runs():
     counts = [sum(j["verdict"] == v for j in judged) for v in (stats.HOLDS, stats.CONTRADICTED, stats.UNRESOLVED)]
     assert f"{counts[0]} hold, {counts[1]} are contradicted, {counts[2]} are unresolved" in text
 
-    flipped = _synthetic(p, diverging={"critic_beta1=0", "ofn"})  # the opposite world
-    verdict = {(j["claim"].key, j["temperature"]): j["verdict"]
-               for j in story.judge(story.claim_scores(flipped, p, {"dissection": 6, "online": 6, "priming": 1}),
-                                    reps=300)}
+    dims = {"dissection": 6, "online": 6, "priming": 1}
+    tables = "\n".join(story.arm_tables(results, p, dims))
+    for arm in [*story.DISSECT_ARMS, *story.PRIMING_ARMS]:
+        assert f"| {arm} |" in tables
+    assert story.notes(judged, story.claim_scores(results, p, dims), results, p, dims) == []  # nothing contradicted
+
+    flipped = _synthetic(p, diverging={"critic_beta1=0", "ofn", "sgd"})  # the opposite world
+    scores = story.claim_scores(flipped, p, dims)
+    judged = story.judge(scores, reps=300)
+    verdict = {(j["claim"].key, j["temperature"]): j["verdict"] for j in judged}
+    notes = story.notes(judged, scores, flipped, p, dims)
+    assert len(notes) == sum(j["verdict"] == stats.CONTRADICTED for j in judged) > 0
+    assert any(n.startswith("- **Divergence is propelled by optimizer momentum**") for n in notes)
+    text = story.report(p, judged, "cmd", tables=[tables], notes=notes)
+    assert "## Why the contradicted claims fail here" in text and notes[0] in text
     assert verdict["momentum", "fixed"] == verdict["ofn_stops_offline", "learned"] == stats.CONTRADICTED
+    assert verdict["momentum_sgd", "learned"] == verdict["second_moment", "fixed"] == stats.CONTRADICTED
     assert verdict["diverges_seen", "fixed"] == stats.CONTRADICTED  # Adam itself stays below the bound here
 
 
@@ -115,3 +131,20 @@ def test_priming_arms_prime_and_reset_right_after_priming():
 def test_an_interval_is_repeatable():
     a, b = [1.0, 2.0, 0.5, 3.0, 1.5], [0.9, 1.1, 0.2, 2.0, 1.0]
     assert stats.effect(a, b, reps=500) == stats.effect(a, b, reps=500)
+
+
+def test_the_committed_report_and_the_readme_say_what_the_committed_runs_say():
+    """docs/story/story.md (and the README's copy of its table) hold the verdicts, effects and intervals that the
+    committed runs give when judged again now, with the protocol they were run with."""
+    from pathlib import Path
+
+    p, judged = story.committed([c.key for c in story.CLAIMS])
+    report = (story.COMMITTED / "story.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert len(rows) == len(judged) == len(story.judged_claims())
+    for k, (row, j) in enumerate(zip(rows, judged), 1):
+        assert row.startswith(f"| {k} | {j['claim'].paper} |"), row
+        assert f"| {story._fmt(j['effect'])} [{story._fmt(j['low'])}, {story._fmt(j['high'])}] |" in row, row
+        assert row.endswith(f"**{j['verdict']}** |"), row
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert [line for line in readme.splitlines() if line in rows] == rows, "README's story table differs from story.md"

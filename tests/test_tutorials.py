@@ -47,12 +47,12 @@ CASES = {
     ),
     "04_regularization.ipynb": dict(
         params={**SMALL, "utd": 2},
-        results={"results": ["baseline", "dropout", "L2 penalty", "weight decay"]},
+        results={"results": ["baseline", "dropout+ln", "L2 penalty", "weight decay"]},
         figures=1,
     ),
     "05_ofn.ipynb": dict(
         params={**SMALL, "utd": 2},
-        results={"results": list(VARIANTS)},
+        results={"results": ["baseline", "beta1=0", "dropout+ln", "adamw", "ofn"]},
         figures=4,
     ),
     "06_priming_resets.ipynb": dict(
@@ -138,8 +138,34 @@ def _execute(name, tmp_path):
 ROW = r"-?[\d.]+ +\d+ +-?[\d.]+ +-?[\d.]+ +[\d.]+ +-?[\d.]+ +\d+ of \d+ logged steps"
 
 
+STORY_LINES = {  # the story's claims each tutorial prints beside its own run (story.show_committed)
+    "02_high_utd.ipynb": 4, "03_momentum.ipynb": 8, "04_regularization.ipynb": 6, "05_ofn.ipynb": 4,
+    "06_priming_resets.ipynb": 4,
+}
+
+
+def _check_story_lines(name, text):
+    """Tutorials 2-7 print this run's effects ("this run: ...") and the committed story's verdicts on the same claims,
+    each verdict the one that story.md reports (the committed report is checked against its runs in test_story)."""
+    from minimal_ofn import story
+
+    live = re.findall(r"^  this run: (.+)$", text, re.M)
+    assert live or name == "07_at_scale.ipynb", f"{name}: no 'this run' line"
+    assert all(("no interval" in line) or re.match(r"(HOLDS|CONTRADICTED|UNRESOLVED) ", line) for line in live), live
+    verdicts = re.findall(r"^  (HOLDS|CONTRADICTED|UNRESOLVED) +(.+?): (.+) = (\S+) \[", text, re.M)
+    expected = STORY_LINES.get(name, len(story.judged_claims()))
+    assert len(verdicts) == expected, f"{name}: {len(verdicts)} story verdicts printed, expected {expected}"
+    report = (story.COMMITTED / "story.md").read_text()
+    for verdict, paper, measured, _ in verdicts:
+        row = next((line for line in report.splitlines() if f"| {paper} | {measured.replace('|', chr(92) + '|')} |"
+                    in line), None)
+        assert row is not None and row.rstrip(" |").endswith(f"**{verdict}**"), f"{name}: {paper!r} {verdict} vs {row}"
+
+
 def _check_numbers(name, text, tmp_path):
     """Notebook-specific: the numbers each notebook prints mean what the notebook says they mean."""
+    if name != "01_sac_utd1.ipynb":
+        _check_story_lines(name, text)
     if name != "01_sac_utd1.ipynb":
         assert "Q > limit at" in text, f"{name}: no overestimation table printed"
     if name == "01_sac_utd1.ipynb":
@@ -161,8 +187,8 @@ def _check_numbers(name, text, tmp_path):
         assert re.search(r"^beta1=0\.0: peak Q -?[\d.]+ is -?\d+% of beta1=0\.9's \(-?[\d.]+\): (lower|not lower) in this run",
                          text, re.M), "03: no verdict line"
     elif name == "04_regularization.ipynb":
-        for variant in ("dropout", "L2 penalty", "weight decay"):
-            assert re.search(rf"^{variant} +peak Q is +[\d.]+% of the baseline's", text, re.M), f"04: no line for {variant}"
+        for variant in ("dropout+ln", "L2 penalty", "weight decay"):
+            assert re.search(rf"^{re.escape(variant)} +peak Q is +[\d.]+% of the baseline's", text, re.M), f"04: no line for {variant}"
     elif name == "05_ofn.ipynb":
         rows = re.findall(r"input x +(\d+): max \|Q\| plain +([\d.]+) +with OFN ([\d.]+) +\(bound \|\|w\|\| \+ \|b\| = ([\d.]+)\)",
                           text)
@@ -170,8 +196,13 @@ def _check_numbers(name, text, tmp_path):
         for scale, plain, normed, bound in rows:
             assert float(normed) <= float(bound) + 1e-6, f"05: OFN critic broke its bound at scale {scale}"
         assert float(rows[-1][1]) > 10 * float(rows[-1][3]), "05: the plain critic should grow far past the bound"
-        for variant in VARIANTS:
+        for variant in CASES[name]["results"]["results"]:
+            assert variant in VARIANTS
             assert re.search(rf"^{re.escape(variant)} +{ROW}", text, re.M), f"05: no overestimation row for {variant}"
+        for variant in ("baseline", "ofn"):  # the alignment transient's numbers, first and last log
+            for which in ("first", "last"):
+                assert re.search(rf"^{variant} +{which} log \(step \d+\): cos\(phi, w\) +-?[\d.]+ +std Q +[\d.]+ +"
+                                 r"srank +[\d.]+ +centered +[\d.]+ +alpha [\d.]+", text, re.M), f"05: no {which} line"
     elif name == "06_priming_resets.ipynb":
         for variant in ("baseline primed", "ofn primed"):
             assert re.search(rf"^{variant} +Q at the policy's actions after 20 updates: +[-\d.]+;  after 40:", text,
