@@ -40,8 +40,10 @@ from .sac import actor_loss, critic_loss, l2_penalty, polyak_update, soft_q_targ
 def optimizer_step(params, grads, m, v, step_count, hyper, kind) -> None:
     """optim.StackedOptimizer.step_reference as a function of its tensors (in place): Adam/AdamW, or SGD.
 
-    hyper: per-agent [N, 1] tensors lr, beta1, beta2, weight_decay, and eps (a float)."""
-    step_count += 1
+    hyper: per-agent [N, 1] tensors lr, beta1, beta2, weight_decay, and eps (a float); optionally "active",
+    [N, 1], 0 for the agents frozen after a failure (their tensors keep their values, as in optim.py)."""
+    active = hyper.get("active")
+    step_count += 1 if active is None else active
     n = step_count.shape[0]
     # optim.py keeps the hyperparameters in float32; lerp wants them in the parameters' dtype (float64 runs)
     hyper = {k: h.to(params[0].dtype) if isinstance(h, torch.Tensor) else h for k, h in hyper.items()}
@@ -51,20 +53,22 @@ def optimizer_step(params, grads, m, v, step_count, hyper, kind) -> None:
     for i, (p, g) in enumerate(zip(params, grads)):
         p, g, mi = p.view(n, -1), g.reshape(n, -1), m[i].view(n, -1)
         if kind == "sgd":
-            mi.mul_(hyper["beta1"]).add_(g)
-            p.sub_(hyper["lr"] * mi)
-            continue
-        vi = v[i].view(n, -1)
-        p.mul_(1 - hyper["lr"] * hyper["weight_decay"])  # AdamW's decoupled decay; 1 exactly where wd = 0
-        mi.lerp_(g, 1 - hyper["beta1"])
-        vi.lerp_(g * g, 1 - hyper["beta2"])
-        p.addcdiv_(mi * step_size, vi.sqrt().div_(bias2_sqrt).add_(hyper["eps"]), value=-1.0)
+            new_m = mi * hyper["beta1"] + g
+            new = [(p, p - hyper["lr"] * new_m), (mi, new_m)]
+        else:
+            vi = v[i].view(n, -1)
+            new_m, new_v = mi.lerp(g, 1 - hyper["beta1"]), vi.lerp(g * g, 1 - hyper["beta2"])
+            new_p = (p * (1 - hyper["lr"] * hyper["weight_decay"])).addcdiv(  # AdamW's decay: 1 where wd = 0
+                new_m * step_size, new_v.sqrt().div_(bias2_sqrt).add_(hyper["eps"]), value=-1.0)
+            new = [(p, new_p), (mi, new_m), (vi, new_v)]
+        for old, value in new:  # Inductor fuses the select into the update's loop
+            old.copy_(value if active is None else torch.where(active.bool(), value, old))
 
 
 def _optimizer_state(opt) -> dict:
     return {"params": [p.detach() for p in opt.params], "m": opt.m, "v": opt.v, "step_count": opt.step_count,
             "hyper": {"lr": opt.lr, "beta1": opt.beta1, "beta2": opt.beta2, "weight_decay": opt.weight_decay,
-                      "eps": opt.eps}}
+                      "eps": opt.eps, "active": opt.active}}
 
 
 class CompiledUpdate:

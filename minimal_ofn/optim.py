@@ -75,23 +75,36 @@ class StackedOptimizer:
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params] if kind == "adam" else []
+        # Agents frozen after a failure (train.py): their parameters, moments and step count stop changing.
+        self.frozen, self.active = set(), torch.ones(n, 1, device=device)
+        self._group()
+
+    def _group(self) -> None:
         # Fast path: agents that share (lr, beta1, beta2, weight decay) as python numbers get one kernel call,
         # over their slices [params, m, v, step counts]. A slice of a tensor is contiguous, and each agent's
-        # step count is read from step_count (no host sync).
+        # step count is read from step_count (no host sync). Frozen agents are in no group.
         self.groups = []
         if self.fused:
-            hyper = [tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in range(n)]
-            for h in dict.fromkeys(hyper):
-                agents = [i for i in range(n) if hyper[i] == h]
+            live = [i for i in range(self.n) if i not in self.frozen]
+            hyper = {i: tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in live}
+            for h in dict.fromkeys(hyper.values()):
+                agents = [i for i in live if hyper[i] == h]
                 slices = [(p.detach()[i], self.m[k][i], self.v[k][i], self.step_count[i, 0])
                           for i in agents for k, p in enumerate(self.params)]
                 self.groups.append((h, agents, [list(x) for x in zip(*slices)]))
 
     @torch.no_grad()
+    def freeze(self, i: int) -> None:
+        """Stop updating agent i (its parameters, moments and step count stay as they are); the others go on."""
+        self.frozen.add(i)
+        self.active[i] = 0.0
+        self._group()
+
+    @torch.no_grad()
     def step(self, grads) -> None:
         if not self.fused:
             return self.step_readable(grads)
-        self.step_count += 1
+        self.step_count += self.active  # + 1 for every agent that is not frozen
         for (lr, beta1, beta2, wd), agents, (p, m, v, t) in self.groups:
             g = [grad[i].contiguous() for i in agents for grad in grads]  # the kernel reads memory in order
             # AdamW's kernel applies p <- p (1 - lr wd) first; with wd = 0 it is Adam's.
@@ -101,19 +114,21 @@ class StackedOptimizer:
     @torch.no_grad()
     def step_readable(self, grads) -> None:
         """The step as adam_step (after decoupled_weight_decay) on every tensor viewed as [agent, everything else]."""
-        self.step_count += 1
-        n = self.n
+        self.step_count += self.active
+        n, live = self.n, self.active.bool()
         for i, (p, g) in enumerate(zip(self.params, grads)):
             p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
             if self.kind == "sgd":  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
-                m.mul_(self.beta1).add_(g)
-                p.sub_(self.lr * m)
-                continue
-            v = self.v[i].view(n, -1)
-            new_p = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
-            new_p, new_m, new_v = self.adam_step(new_p, g, m, v, self.step_count, self.lr, self.beta1, self.beta2,
-                                                 self.eps)
-            p.copy_(new_p), m.copy_(new_m), v.copy_(new_v)
+                new_m = m * self.beta1 + g
+                new = [(p, p - self.lr * new_m), (m, new_m)]
+            else:
+                v = self.v[i].view(n, -1)
+                new_p = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
+                new_p, new_m, new_v = self.adam_step(new_p, g, m, v, self.step_count, self.lr, self.beta1,
+                                                     self.beta2, self.eps)
+                new = [(p, new_p), (m, new_m), (v, new_v)]
+            for old, value in new:  # a frozen agent keeps its old values (even if its gradient is NaN)
+                old.copy_(torch.where(live, value, old) if self.frozen else value)
 
     @torch.no_grad()
     def reset_agent(self, i: int) -> None:
