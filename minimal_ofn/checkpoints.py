@@ -50,6 +50,7 @@ def agent_state(run, i: int) -> dict:
         "max_reward": float(run.max_reward[i]),
         "last_eval": run.last_eval[i],
         "config": run.configs[i].to_dict(),
+        "failed": run.failed.get(i),  # a failed agent stays frozen when the stack resumes (train.py)
     }
 
 
@@ -79,3 +80,8 @@ def load_agent_states(run, states: list[dict]) -> None:
         run.max_reward[i] = s["max_reward"]
         run.last_eval[i] = s["last_eval"]
     run.envs = stack_envs(envs)
+    for i, s in enumerate(states):
+        if s.get("failed"):
+            run.failed[i] = s["failed"]
+            run.sac.freeze(i)
+    run.keep_good_state()

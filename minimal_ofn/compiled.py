@@ -40,9 +40,11 @@ from .sac import actor_loss, critic_loss, l2_penalty, polyak_update, soft_q_targ
 def optimizer_step(params, grads, m, v, step_count, hyper, kind, is_kind=None) -> None:
     """optim.StackedOptimizer.step_readable as a function of its tensors (in place): Adam/AdamW, RMSProp, SGD.
 
-    hyper: per-agent [N, 1] tensors lr, beta1, beta2, weight_decay, and eps (a float). kind "rmsprop" or
-    "mixed" (the kind differs per agent): is_kind {kind: [N, 1] bool} picks each agent's formula."""
-    step_count += 1
+    hyper: per-agent [N, 1] tensors lr, beta1, beta2, weight_decay, and eps (a float); optionally "active",
+    [N, 1], 0 for the agents frozen after a failure (their tensors keep their values, as in optim.py).
+    kind "rmsprop" or "mixed" (the kind differs per agent): is_kind {kind: [N, 1] bool} picks each agent's formula."""
+    active = hyper.get("active")
+    step_count += 1 if active is None else active
     n = step_count.shape[0]
     # optim.py keeps the hyperparameters in float32; lerp wants them in the parameters' dtype (float64 runs)
     hyper = {k: h.to(params[0].dtype) if isinstance(h, torch.Tensor) else h for k, h in hyper.items()}
@@ -51,35 +53,30 @@ def optimizer_step(params, grads, m, v, step_count, hyper, kind, is_kind=None) -
         bias2_sqrt = (1 - hyper["beta2"] ** step_count).sqrt()
     for i, (p, g) in enumerate(zip(params, grads)):
         p, g, mi = p.view(n, -1), g.reshape(n, -1), m[i].view(n, -1)
+        decayed = p * (1 - hyper["lr"] * hyper["weight_decay"])  # AdamW's decoupled decay; 1 exactly where wd = 0
         if kind == "sgd":
-            p.mul_(1 - hyper["lr"] * hyper["weight_decay"])
-            mi.mul_(hyper["beta1"]).add_(g)
-            p.sub_(hyper["lr"] * mi)
-            continue
-        vi = v[i].view(n, -1)
-        if kind == "adam":
-            p.mul_(1 - hyper["lr"] * hyper["weight_decay"])  # AdamW's decoupled decay; 1 exactly where wd = 0
-            mi.lerp_(g, 1 - hyper["beta1"])
-            vi.lerp_(g * g, 1 - hyper["beta2"])
-            p.addcdiv_(mi * step_size, vi.sqrt().div_(bias2_sqrt).add_(hyper["eps"]), value=-1.0)
-            continue
-        # kinds differ per agent: every formula, then each agent's own (the readable step's where)
-        p.mul_(1 - hyper["lr"] * hyper["weight_decay"])
-        is_rms, is_sgd = is_kind["rmsprop"], is_kind["sgd"]
-        adam_m = mi.lerp(g, 1 - hyper["beta1"])
-        new_v = vi.lerp(g * g, 1 - hyper["beta2"])  # Adam's v and RMSProp's v are the same average
-        adam = adam_m * step_size / (new_v.sqrt() / bias2_sqrt + hyper["eps"])
-        rms = hyper["lr"] * g / (new_v.sqrt() + hyper["eps"])
-        sgd_m = hyper["beta1"] * mi + g
-        p.sub_(torch.where(is_rms, rms, torch.where(is_sgd, hyper["lr"] * sgd_m, adam)))
-        mi.copy_(torch.where(is_rms, torch.zeros_like(mi), torch.where(is_sgd, sgd_m, adam_m)))
-        vi.copy_(torch.where(is_sgd, torch.zeros_like(vi), new_v))
+            new_m = mi * hyper["beta1"] + g
+            new = [(p, decayed - hyper["lr"] * new_m), (mi, new_m)]
+        else:
+            vi = v[i].view(n, -1)
+            new_m, new_v = mi.lerp(g, 1 - hyper["beta1"]), vi.lerp(g * g, 1 - hyper["beta2"])
+            new_p = decayed.addcdiv(new_m * step_size, new_v.sqrt().div_(bias2_sqrt).add_(hyper["eps"]), value=-1.0)
+            if kind != "adam":  # kinds differ per agent: every formula, then each agent's own (the readable where)
+                is_rms, is_sgd = is_kind["rmsprop"], is_kind["sgd"]
+                rms = decayed - hyper["lr"] * g / (new_v.sqrt() + hyper["eps"])  # Adam's v is RMSProp's v
+                sgd_m = hyper["beta1"] * mi + g
+                new_p = torch.where(is_rms, rms, torch.where(is_sgd, decayed - hyper["lr"] * sgd_m, new_p))
+                new_m = torch.where(is_rms, torch.zeros_like(mi), torch.where(is_sgd, sgd_m, new_m))
+                new_v = torch.where(is_sgd, torch.zeros_like(vi), new_v)
+            new = [(p, new_p), (mi, new_m), (vi, new_v)]
+        for old, value in new:  # Inductor fuses the select into the update's loop
+            old.copy_(value if active is None else torch.where(active.bool(), value, old))
 
 
 def _optimizer_state(opt) -> dict:
     return {"params": [p.detach() for p in opt.params], "m": opt.m, "v": opt.v, "step_count": opt.step_count,
             "hyper": {"lr": opt.lr, "beta1": opt.beta1, "beta2": opt.beta2, "weight_decay": opt.weight_decay,
-                      "eps": opt.eps}, "is_kind": opt.is_kind}
+                      "eps": opt.eps, "active": opt.active}, "is_kind": opt.is_kind}
 
 
 class CompiledUpdate:

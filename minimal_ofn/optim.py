@@ -92,23 +92,36 @@ class StackedOptimizer:
         self.step_count = torch.zeros(n, 1, device=device)  # per agent: a reset restarts one agent's count
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params] if self.kind != "sgd" else []
+        # Agents frozen after a failure (train.py): their parameters, moments and step count stop changing.
+        self.frozen, self.active = set(), torch.ones(n, 1, device=device)
+        self._group()
+
+    def _group(self) -> None:
         # Fast path: agents that share (lr, beta1, beta2, weight decay) as python numbers get one kernel call,
         # over their slices [params, m, v, step counts]. A slice of a tensor is contiguous, and each agent's
-        # step count is read from step_count (no host sync).
+        # step count is read from step_count (no host sync). Frozen agents are in no group.
         self.groups = []
         if self.fused:
-            hyper = [tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in range(n)]
-            for h in dict.fromkeys(hyper):
-                agents = [i for i in range(n) if hyper[i] == h]
+            live = [i for i in range(self.n) if i not in self.frozen]
+            hyper = {i: tuple(float(x[i]) for x in (self.lr, self.beta1, self.beta2, self.weight_decay)) for i in live}
+            for h in dict.fromkeys(hyper.values()):
+                agents = [i for i in live if hyper[i] == h]
                 slices = [(p.detach()[i], self.m[k][i], self.v[k][i], self.step_count[i, 0])
                           for i in agents for k, p in enumerate(self.params)]
                 self.groups.append((h, agents, [list(x) for x in zip(*slices)]))
 
     @torch.no_grad()
+    def freeze(self, i: int) -> None:
+        """Stop updating agent i (its parameters, moments and step count stay as they are); the others go on."""
+        self.frozen.add(i)
+        self.active[i] = 0.0
+        self._group()
+
+    @torch.no_grad()
     def step(self, grads) -> None:
         if not self.fused:
             return self.step_readable(grads)
-        self.step_count += 1
+        self.step_count += self.active  # + 1 for every agent that is not frozen
         for (lr, beta1, beta2, wd), agents, (p, m, v, t) in self.groups:
             g = [grad[i].contiguous() for i in agents for grad in grads]  # the kernel reads memory in order
             # AdamW's kernel applies p <- p (1 - lr wd) first; with wd = 0 it is Adam's.
@@ -119,30 +132,30 @@ class StackedOptimizer:
     def step_readable(self, grads) -> None:
         """The step on every tensor viewed as [agent, everything else]: adam_step (after decoupled_weight_decay)
         for Adam's agents, the formulas in the module docstring for RMSProp's and SGD's."""
-        self.step_count += 1
-        n, kinds = self.n, set(self.kinds)
+        self.step_count += self.active
+        n, live, kinds = self.n, self.active.bool(), set(self.kinds)
         for i, (p, g) in enumerate(zip(self.params, grads)):
             p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
-            if kinds == {"sgd"}:
-                if self.use_decay:
-                    p.copy_(self.decoupled_weight_decay(p, self.lr, self.weight_decay))
-                m.mul_(self.beta1).add_(g)
-                p.sub_(self.lr * m)
-                continue
-            v = self.v[i].view(n, -1)
             decayed = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
-            new_p, new_m, new_v = self.adam_step(decayed, g, m, v, self.step_count, self.lr, self.beta1, self.beta2,
-                                                 self.eps)
-            if kinds != {"adam"}:  # the other kinds' agents take their own formula (where: per agent)
-                rms_v = self.beta2 * v + (1 - self.beta2) * g * g
-                rms = decayed - self.lr * g / (rms_v.sqrt() + self.eps)
-                sgd_m = self.beta1 * m + g
-                sgd = decayed - self.lr * sgd_m
-                is_rms, is_sgd = self.is_kind["rmsprop"], self.is_kind["sgd"]
-                new_p = torch.where(is_rms, rms, torch.where(is_sgd, sgd, new_p))
-                new_m = torch.where(is_rms, torch.zeros_like(m), torch.where(is_sgd, sgd_m, new_m))
-                new_v = torch.where(is_rms, rms_v, torch.where(is_sgd, torch.zeros_like(v), new_v))
-            p.copy_(new_p), m.copy_(new_m), v.copy_(new_v)
+            if kinds == {"sgd"}:  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
+                new_m = m * self.beta1 + g
+                new = [(p, decayed - self.lr * new_m), (m, new_m)]
+            else:
+                v = self.v[i].view(n, -1)
+                new_p, new_m, new_v = self.adam_step(decayed, g, m, v, self.step_count, self.lr, self.beta1,
+                                                     self.beta2, self.eps)
+                if kinds != {"adam"}:  # the other kinds' agents take their own formula (where: per agent)
+                    rms_v = self.beta2 * v + (1 - self.beta2) * g * g
+                    rms = decayed - self.lr * g / (rms_v.sqrt() + self.eps)
+                    sgd_m = self.beta1 * m + g
+                    sgd = decayed - self.lr * sgd_m
+                    is_rms, is_sgd = self.is_kind["rmsprop"], self.is_kind["sgd"]
+                    new_p = torch.where(is_rms, rms, torch.where(is_sgd, sgd, new_p))
+                    new_m = torch.where(is_rms, torch.zeros_like(m), torch.where(is_sgd, sgd_m, new_m))
+                    new_v = torch.where(is_rms, rms_v, torch.where(is_sgd, torch.zeros_like(v), new_v))
+                new = [(p, new_p), (m, new_m), (v, new_v)]
+            for old, value in new:  # a frozen agent keeps its old values (even if its gradient is NaN)
+                old.copy_(torch.where(live, value, old) if self.frozen else value)
 
     @torch.no_grad()
     def reset_agent(self, i: int) -> None:

@@ -172,12 +172,30 @@ class SAC:
         self.stats["updates"] += 1
 
     def pop_stats(self) -> dict:
-        """Mean losses since the last call, as python floats per agent (one host sync)."""
+        """Mean losses since the last call, the temperature, and whether every tensor of each agent's state
+        is finite ("finite", 1.0 or 0.0), as python floats per agent (one host sync)."""
         count = self.stats["updates"].clamp(min=1)
-        out = {k: (v / count).tolist() for k, v in self.stats.items() if k != "updates"}
+        finite = torch.stack([t.isfinite().reshape(self.n, -1).all(1) for t in self.state_tensors()]).all(0)
+        values = torch.stack([self.stats["critic_loss"] / count, self.stats["actor_loss"] / count,
+                              self.log_alpha.detach().exp(), finite.to(self.log_alpha.dtype)]).tolist()
         for v in self.stats.values():
             v.zero_()
-        return out
+        return dict(zip(("critic_loss", "actor_loss", "temperature", "finite"), values))
+
+    def state_tensors(self) -> list:
+        """Every tensor an update writes (agent axis first): networks, log alpha, optimizer state."""
+        return [*(p.detach() for m in self.modules().values() for p in m.parameters()), self.log_alpha.detach(),
+                *(t for o in self.optimizers().values() for t in (o.step_count, *o.m, *o.v))]
+
+    @torch.no_grad()
+    def freeze(self, i: int) -> None:
+        """Agent i stops learning: its optimizers skip it and its target critic stays put (Polyak with tau 0).
+
+        The others' updates are unchanged: every op is per agent, and the sum of the losses gives each
+        agent its own gradient even where agent i's is NaN."""
+        for opt in self.optimizers().values():
+            opt.freeze(i)
+        self.tau[i] = 0.0
 
     def modules(self) -> dict:
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}

@@ -14,12 +14,34 @@ Command line:
     python -m minimal_ofn.train --env dmc:cheetah-run --utd 32 --steps 20000 --seed 0 --out runs/NAME
 writes runs/NAME/config.json, metrics.csv (one row per log interval), checkpoint.pt
 (atomically, every checkpoint_every steps) and summary.json when the run finishes.
+
+One agent's failure stops one agent. Each log reads the losses summed on the device since the
+last log (one host sync, as before) and whether each agent's networks, temperature and optimizer
+state are finite. An agent with a non-finite critic loss, actor loss, temperature or state has
+failed somewhere since the last log; it is
+
+- rolled back to its state at the last log (its last good state, kept on the device at every log),
+  and frozen there: its optimizers skip it and its target critic stays put, so its parameters,
+  moments and temperature no longer change, whatever its gradients hold;
+- no longer acting: its environment is stepped with zero actions (it is one of the vector env's
+  envs) and what that records is never learned from. An action that is not finite is never sent
+  to an environment (a NaN policy acts zero until the next log finds it);
+- done writing metrics: its metrics end with the failing row (the non-finite losses; its other
+  columns NaN). Its folder keeps metrics.csv, checkpoint.pt (from then on its last good state and
+  the failure, so that the stack resumes together and it stays frozen), checkpoint_nonfinite.pt
+  (its state when found) and, at the end, summary.json, whose "failed" says at which step and
+  update it was found, the step its state is frozen at, and why.
+
+The other agents go on exactly as if it were not there: every op of an update is per agent (the
+gradient of the summed losses is each agent's own, even where one is NaN), and every agent has its
+own random streams and environment. When every agent has failed, the run stops with NonFiniteLoss.
 """
 
 import json
 import math
 import shlex
 import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +102,9 @@ class Lockstep:
         self.max_reward = np.full(self.n, -np.inf)
         self.last_eval = [float("nan")] * self.n
         self.start_time, self.elapsed_before = time.time(), 0.0
+        self.failed = {}  # agent -> {"step", "updates", "frozen_at_step", "why"} (see the module docstring)
+        self.on_failure = lambda i: None  # called with a failed agent's state still in place (train saves it)
+        self.keep_good_state()
 
     # ---- acting and learning
     def env_step(self) -> None:
@@ -89,6 +114,10 @@ class Lockstep:
         else:
             action = self.sac.act(torch.as_tensor(self.obs, device=self.device))
         action = action.cpu().numpy()
+        if self.failed or not np.isfinite(action).all():  # failed agents act zero, and NaN never reaches an env
+            acting = np.isfinite(action).all(1)
+            acting[list(self.failed)] = False
+            action = np.where(acting[:, None], action, 0).astype(action.dtype)
         obs, reward, terminated, truncated, info = self.envs.step(action)
         next_obs = obs.copy()
         if "_final_obs" in info:  # same-step autoreset: obs already starts the next episode
@@ -122,7 +151,7 @@ class Lockstep:
 
     def reset_due_agents(self) -> None:
         for i, cfg in enumerate(self.configs):
-            if self.fn.reset_due(cfg.reset_every, self.updates):
+            if i not in self.failed and self.fn.reset_due(cfg.reset_every, self.updates):
                 self.sac.reset_agent(i, cfg.reset_kind)
 
     def learn(self) -> None:
@@ -134,6 +163,7 @@ class Lockstep:
     # ---- measuring
     def metrics(self, evaluate: bool, monte_carlo_rollout: bool) -> list[dict]:
         losses = self.sac.pop_stats()
+        failing = self.find_failures(losses)
         rows = [{**dict.fromkeys(METRICS, float("nan")), "step": self.t, "updates": self.updates,
                  "wall_time": round(self.wall_time(), 3)} for _ in range(self.n)]
         columns = dict(losses)
@@ -154,7 +184,37 @@ class Lockstep:
         for name, values in columns.items():
             for row, value in zip(rows, values):
                 row[name] = value
+        for i in failing:  # its losses say why; what was measured of its rolled-back state is left out
+            rows[i].update({k: float("nan") for k in columns if k not in ("episode_return", "max_reward", "q_bound")})
+            rows[i].update({k: losses[k][i] for k in ("critic_loss", "actor_loss", "temperature")})
+        if len(self.failed) < self.n:
+            self.keep_good_state()
         return rows
+
+    # ---- failures (the module docstring)
+    @torch.no_grad()
+    def keep_good_state(self) -> None:
+        """Remember every agent's state as its last good one (a failed agent's is its frozen one)."""
+        self.good = [t.clone() for t in self.sac.state_tensors()], self.t
+
+    @torch.no_grad()
+    def find_failures(self, stats: dict) -> list[int]:
+        """The agents whose stats (SAC.pop_stats) show a failure since the last log: each is marked failed,
+        handed to on_failure, rolled back to its last good state and frozen."""
+        finite = stats.pop("finite")
+        new = []
+        for i in range(self.n):
+            why = [k for k in ("critic_loss", "actor_loss", "temperature") if not math.isfinite(stats[k][i])]
+            if i in self.failed or (finite[i] and not why):
+                continue
+            self.failed[i] = {"step": self.t, "updates": self.updates, "frozen_at_step": self.good[1],
+                              "why": "non-finite " + (", ".join(why) or "parameters or optimizer state")}
+            self.on_failure(i)
+            for t, good in zip(self.sac.state_tensors(), self.good[0]):
+                t[i].copy_(good[i])
+            self.sac.freeze(i)
+            new.append(i)
+        return new
 
     def rollout_seeds(self, k: int) -> list[int]:
         # Evaluation episodes start from states fixed by (seed, step, k): nothing to checkpoint.
@@ -207,11 +267,25 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     end = c.steps if until is None else min(until, c.steps)
     saved_step = run.t if states[0] == "resume" else None  # what the folders' checkpoint.pt holds
 
-    def save_checkpoint(name="checkpoint.pt"):
+    def save_checkpoint(name="checkpoint.pt", agents=None):
         for i, o in enumerate(outs or []):
             write_metrics(o / "metrics.csv", rows[i])
+            if agents is None or i in agents:
+                state = run.agent_state(i)
+                atomic_write(o / name, lambda tmp: torch.save(state, tmp))
+
+    def where(i):
+        return str(outs[i]) if outs else f"agent {i}"
+
+    def on_failure(i):  # its state as found, before the roll-back
+        if outs:
             state = run.agent_state(i)
-            atomic_write(o / name, lambda tmp: torch.save(state, tmp))
+            atomic_write(outs[i] / "checkpoint_nonfinite.pt", lambda tmp: torch.save(state, tmp))
+        f = run.failed[i]
+        print(f"{where(i)}: {f['why']} at step {f['step']} (update {f['updates']}); frozen at its state of step "
+              f"{f['frozen_at_step']}, {run.n - len(run.failed)} other agent(s) go on", file=sys.stderr)
+
+    run.on_failure = on_failure
 
     # Two bars, because the two phases run at speeds 10-100x apart: random steps, then gradient updates.
     name = f"{c.env} utd={c.utd} x{run.n}"
@@ -225,14 +299,14 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
             mc = (c.mc_every == 0 or t % c.mc_every == 0) and t >= c.seed_steps
             new = run.metrics(evaluate, mc)
             for i, row in enumerate(new):
-                rows[i].append(row)
-            bad = [i for i, row in enumerate(new)
-                   if not all(map(math.isfinite, (row["critic_loss"], row["actor_loss"])))]
-            if bad:
-                save_checkpoint("checkpoint_nonfinite.pt")
-                where = ", ".join(str(outs[i]) if outs else f"agent {i}" for i in bad)
-                raise NonFiniteLoss(f"non-finite loss at step {t} ({where}); metrics so far are in metrics.csv, "
-                                    "the last good state in checkpoint.pt, the failed one in checkpoint_nonfinite.pt")
+                if i not in run.failed or run.failed[i]["step"] == t:  # a failed agent's rows end with its failure
+                    rows[i].append(row)
+            if len(run.failed) == run.n:
+                save_checkpoint("checkpoint_nonfinite.pt", [])  # metrics only: on_failure saved the states
+                last = sorted(i for i in run.failed if run.failed[i]["step"] == t)
+                raise NonFiniteLoss(f"non-finite loss at step {t} ({', '.join(map(where, last))}): every agent has "
+                                    "failed; metrics so far are in metrics.csv, the last good state in checkpoint.pt, "
+                                    "the failed one in checkpoint_nonfinite.pt")
             phase.set_postfix(ret=_mean(r["episode_return"] for r in new), q=_mean(r.get("q_policy") for r in new),
                               refresh=False)
         if outs and (t % c.checkpoint_every == 0 or t == end):
@@ -266,7 +340,12 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
         for i, o in enumerate(outs):
             last = rows[i][-1] if rows[i] else {}
             summary = {k: last.get(k) for k in ("step", "updates", "wall_time", "eval_return", "episode_return")}
+            summary["failed"] = run.failed.get(i)
             (o / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if run.failed and run.t == c.steps:
+        print(f"done at step {run.t}: {run.n - len(run.failed)} of {run.n} agents finished; failed: "
+              + "; ".join(f"{where(i)} at step {f['step']} (update {f['updates']}, {f['why']})"
+                          for i, f in sorted(run.failed.items())), file=sys.stderr)
     return rows
 
 

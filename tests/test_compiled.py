@@ -116,3 +116,23 @@ def test_config_compile_update_installs_the_compiled_update_and_refuses_plugged_
     assert not isinstance(SAC([cfg.replace(compile="off")], 3, 1, torch.device("cpu"), gens).update, CompiledUpdate)
     with pytest.raises(ValueError, match="compile='off' to run yours"):
         SAC([cfg], 3, 1, torch.device("cpu"), gens, functions={"ofn": lambda f, eps=1e-12: f})
+
+
+def test_compiled_update_keeps_a_frozen_agent_frozen_under_nan_gradients_as_eager_does():
+    # train.py freezes a failed agent (SAC.freeze): its tensors must not move, whatever its gradients hold.
+    eager, compiled = _pair(MIXED[:4])
+    compile_update(compiled)
+    for sac in (eager, compiled):
+        sac.freeze(1)
+    before = [t[1].clone() for t in eager.state_tensors()]
+    first = eager.state_tensors()[0][0].clone()
+    for k in range(3):
+        batch = _batch(4, k)
+        batch["obs"][1] = float("nan")
+        eager.update(batch)
+        compiled.update(batch)
+    for sac in (eager, compiled):
+        assert all(torch.equal(t[1], b) for t, b in zip(sac.state_tensors(), before))
+    for mine, theirs in zip(eager.state_tensors(), compiled.state_tensors()):
+        torch.testing.assert_close(theirs[[0, 2, 3]], mine[[0, 2, 3]], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(compiled.state_tensors()[0][0], first)  # the others did learn
