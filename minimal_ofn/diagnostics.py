@@ -114,6 +114,9 @@ def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps
         q = sac.critic(o, act).mean(1).squeeze(1)
         log_prob = torch.full_like(q, float("nan")) if log_prob is None else log_prob.squeeze(1)
         act_np, q_np, lp_np = act.squeeze(1).cpu().numpy(), q.cpu().numpy(), log_prob.cpu().numpy()
+        # A diverged actor (non-finite weights) acts zero: a NaN control would stop the physics engine, and the
+        # rollout's Q (then NaN too) already says what happened.
+        act_np = np.where(np.isfinite(act_np), act_np, 0.0)
         for i, env in enumerate(envs):
             if not alive[i]:
                 continue

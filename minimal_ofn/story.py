@@ -151,8 +151,12 @@ def value_bound(row: dict, act_dim: int, gamma: float) -> float:
 
 
 def log_peak_over_bound(rows, key: str, act_dim: int, gamma: float) -> float:
-    """log10(max_t |key_t| / B_t): above 0, the critic claims a value no policy can have (divergence)."""
-    return float(max(math.log10(max(abs(r[key]), 1e-12) / value_bound(r, act_dim, gamma)) for r in rows))
+    """log10(max_t |key_t| / B_t): above 0, the critic claims a value no policy can have (divergence).
+
+    Over the logs where Q is finite: a critic that overflowed keeps the peak it reached before (none: nan)."""
+    ratios = [math.log10(max(abs(r[key]), 1e-12) / value_bound(r, act_dim, gamma)) for r in rows
+              if math.isfinite(r[key])]
+    return float(max(ratios)) if ratios else math.nan
 
 
 def log_growth(rows, key: str) -> float:
@@ -357,8 +361,12 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
     torch.set_num_threads(1)  # the story runs two of these side by side on two cores
     start = time.time()
     part, which = task
+    label = f"{which[0]}, arms {'first' if which[1] == 0 else 'second'} half" if part == "dissection" else which
     if part == "dissection":
+        which, half = which  # a temperature's arms are split into two stacks, so that two cores share them
         configs = dissect_configs(p, fixed=which == "fixed")
+        names = list(configs)
+        configs = {arm: configs[arm] for arm in names[half * len(names) // 2:(half + 1) * len(names) // 2]}
         folders = {(arm, c.seed): out / "dissection" / which / arm / f"seed{c.seed}"
                    for arm, cs in configs.items() for c in cs}
         todo = [(arm, c) for arm, cs in configs.items() for c in cs
@@ -377,12 +385,12 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
         run_variants(online_base(p, which), arms, p.seeds, out / "online" / online_folder(p, which), progress)
     else:
         run_variants(priming_base(p), priming_arms(p), p.seeds, out / "priming", progress)
-    return f"{part} {which}: {time.time() - start:.0f} s"
+    return f"{part} {label}: {time.time() - start:.0f} s"
 
 
 def tasks(p: Protocol) -> list[tuple]:
     """The story's stacks, longest first (two workers finish together when the long ones start first)."""
-    return [("online", p.utd), ("dissection", "fixed"), ("dissection", "learned"), ("priming", None),
+    return [("online", p.utd), ("priming", None), *[("dissection", (t, h)) for t in TEMPERATURES for h in (0, 1)],
             ("online", "1x"), ("online", 1)]
 
 

@@ -155,3 +155,23 @@ def test_alignment_and_the_centered_srank_see_a_collapse_that_srank_misses():
     assert srank(same) == 1 and srank(same - same.mean(0)) > 1  # centered, only the noise is left: not a collapse
     spread = torch.randn(32, 8, generator=g)
     assert srank(spread - spread.mean(0)) >= 6
+
+
+def test_a_diverged_actor_rolls_out_without_stopping_the_physics():
+    """NaN weights give NaN actions; the rollout acts zero for that agent (dm_control raises on a NaN control),
+    its Q comes back NaN, and the healthy agent beside it is unaffected."""
+    from minimal_ofn.config import Config
+    from minimal_ofn.diagnostics import rollout
+    from minimal_ofn.sac import SAC
+
+    env = make_env("dmc:cartpole-swingup", 0)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    sac = SAC([Config(hidden=8, batch_size=8, seed=i) for i in range(2)], env.observation_space.shape[0],
+              env.action_space.shape[0], torch.device("cpu"), gens)
+    with torch.no_grad():
+        for p in sac.actor.parameters():
+            p[0].fill_(float("nan"))
+    out = rollout(sac, [make_env("dmc:cartpole-swingup", 0), make_env("dmc:cartpole-swingup", 0)], gens,
+                  torch.device("cpu"), False, [0, 0], max_steps=20)
+    assert len(out[0][1]) == len(out[1][1]) == 20
+    assert np.isnan(out[0][2]).all() and np.isfinite(out[1][2]).all()
