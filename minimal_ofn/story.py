@@ -177,9 +177,13 @@ def late_overestimation(rows, seed_steps: int) -> float:
 
 
 def mean_return(rows, seed_steps: int, eval_every: int) -> float:
-    """Mean evaluation return over the learning phase's evaluations: the area under the return curve per evaluation."""
-    values = [r["eval_return"] for r in rows if r["step"] > seed_steps and r["step"] % eval_every == 0
-              and math.isfinite(r["eval_return"])]
+    """Mean evaluation return over the learning phase's evaluations: the area under the return curve per evaluation.
+
+    Evaluations happen every eval_every steps and at the run's last step (train.py); other rows carry the
+    last one over and are not counted again."""
+    last = max(r["step"] for r in rows) if rows else 0
+    values = [r["eval_return"] for r in rows if r["step"] > seed_steps and (r["step"] % eval_every == 0
+              or r["step"] == last) and math.isfinite(r["eval_return"])]
     return float(np.mean(values)) if values else math.nan
 
 

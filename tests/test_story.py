@@ -41,6 +41,7 @@ def test_quantities_use_the_right_rows():
             _row(1250, q_rollout=math.nan, mc_soft_return=10.0, eval_return=10.0)]
     assert story.late_overestimation(rows, seed_steps=1000) == 4.0  # last third (from step 1167): mean of 2 and 6
     assert story.mean_return(rows, 1000, eval_every=250) == 10.0  # only the step-1250 evaluation
+    assert story.mean_return(rows[:3], 1000, eval_every=250) == 50.0  # the last step is always evaluated
     assert story.mean_return(rows, 1000, eval_every=50) == pytest.approx(110 / 3)  # a dip is averaged, not maxed
     # B = (r_max + alpha |A| log 2) / (1 - gamma) = 100 here; |Q| 1000 is 10x beyond it
     assert story.value_bound(rows[0], act_dim=6, gamma=0.99) == pytest.approx(100.0)
