@@ -28,6 +28,8 @@ make every figure many times too slow (the table warns when it sees this).
 Two figures split an update's time: its matrix products alone, back to back (a
 floor no update of these shapes beats), and its fixed cost, the same update with
 batch 8 and 2x8 networks (python, dispatch, autograd: paid whatever the sizes).
+Then the story's mixed stack against five baseline agents, tutorial size, eager
+update only, per agent-update: what the per-agent switches cost.
 Last, an end-to-end figure: env steps/s of the training loop (train.Lockstep).
 
 --compiled adds the compiled whole update (compiled.py) beside eager sac.py for
@@ -215,6 +217,19 @@ def _new_sac(configs, device):
     return SAC(configs, OBS_DIM, ACT_DIM, device, [torch.Generator(device).manual_seed(c.seed) for c in configs])
 
 
+def _interleaved_medians(fns: dict, device, repeats, block_seconds, warmup) -> list:
+    """Median seconds per call of each function, timed in interleaved blocks (a shared CPU slows all alike)."""
+    iters = {}
+    for name, fn in fns.items():
+        _seconds_per_call(fn, warmup, device)
+        iters[name] = 2 if block_seconds is None else max(2, round(block_seconds / _seconds_per_call(fn, 3, device)))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_seconds_per_call(fn, iters[name], device))
+    return [statistics.median(times[name]) for name in fns]
+
+
 def measure_compiled_row(preset_name, variants, device, repeats, block_seconds, warmup) -> dict:
     """Seconds per lockstep update: eager sac.SAC.update against compiled.CompiledUpdate, same stack, interleaved.
 
@@ -227,21 +242,36 @@ def measure_compiled_row(preset_name, variants, device, repeats, block_seconds, 
     compile_update(compiled)
     compile_s = _seconds_per_call(lambda: compiled.update(batch), 1, device)
     fns = {"eager": lambda: eager.update(batch), "compiled": lambda: compiled.update(batch)}
-    iters = {}
-    for name, fn in fns.items():
-        _seconds_per_call(fn, warmup, device)
-        iters[name] = 2 if block_seconds is None else max(2, round(block_seconds / _seconds_per_call(fn, 3, device)))
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_seconds_per_call(fn, iters[name], device))
     n = len(configs)
-    eager_s, compiled_s = statistics.median(times["eager"]), statistics.median(times["compiled"])
+    eager_s, compiled_s = _interleaved_medians(fns, device, repeats, block_seconds, warmup)
     return {"agents": n, "variants": list(variants), "batch": configs[0].batch_size, "hidden": configs[0].hidden,
             "eager_ms_per_agent_update": 1e3 * eager_s / n, "compiled_ms_per_agent_update": 1e3 * compiled_s / n,
             "speedup": eager_s / compiled_s, "compile_s": compile_s,
             # lockstep updates after which compiling has paid for itself: compile time / time saved per update
             "break_even_updates": compile_s / (eager_s - compiled_s) if eager_s > compiled_s else math.inf}
+
+
+def mixed_vs_homogeneous(device, repeats, block_seconds, warmup) -> dict:
+    """Eager update only, ms per agent-update: the story's mixed stack against 5 baseline agents, interleaved.
+
+    The mixed stack's extra cost is its switches: OFN and LayerNorm run on the agents that have them on
+    only (networks.Switch), and dropout multiplies by per-agent masks."""
+    stacks = {"homogeneous": ("baseline",) * len(STORY_MIX), "mixed": STORY_MIX}
+    fns = {}
+    for name, variants in stacks.items():
+        sac = _new_sac(stack_configs("tutorial", variants, device), device)
+        batch = random_batch(sac.n, sac.batch_size, device)
+        fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
+    ms = {name: 1e3 * t / len(STORY_MIX) for name, t in zip(fns, _interleaved_medians(fns, device, repeats,
+                                                                                     block_seconds, warmup))}
+    return {"variants": list(STORY_MIX), **{f"{k}_ms_per_agent_update": v for k, v in ms.items()},
+            "ratio": ms["mixed"] / ms["homogeneous"]}
+
+
+def format_mixed(r: dict) -> str:
+    return (f"eager update only, tutorial size, 5 agents, ms per agent-update: story mix ({' '.join(r['variants'])}) "
+            f"{r['mixed_ms_per_agent_update']:.3f}, 5 baseline {r['homogeneous_ms_per_agent_update']:.3f}: "
+            f"{r['ratio']:.2f}x")
 
 
 def format_compiled(rows: dict) -> str:
@@ -517,6 +547,7 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
     tiny = measure_row("paper", 1, device, repeats, block_seconds=None if quick else 0.4, warmup=1 if quick else 10,
                        batch_size=8, hidden=8)
     result["fixed_cost"] = {k: tiny[k] for k in ("batch", "hidden", "ours_s", "ref_s")}
+    result["mixed"] = mixed_vs_homogeneous(device, repeats, None if quick else 0.4, 1 if quick else 10)
     if loop:
         result["lockstep_loop"] = lockstep_loop(device, updates=128 if quick else 2000,
                                                 seed_steps=128 if quick else 1000, max_seconds=LOOP_SECONDS)
@@ -601,6 +632,8 @@ def format_table(r: dict) -> str:
                       f" = {e['env_steps_per_s']:.2f} env steps/s, {e['ms_per_agent_update']:.2f} ms per "
                       "agent-update all included"
                       + (f" (stopped at the {LOOP_SECONDS:g} s budget)" if e["stopped_early"] else "")]
+    if "mixed" in r:
+        lines += ["", format_mixed(r["mixed"])]
     if "compiled" in r:
         lines += ["", format_compiled(r["compiled"]), "", format_end_to_end(r["end_to_end"])]
     return "\n".join(lines)

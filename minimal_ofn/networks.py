@@ -20,8 +20,9 @@ Actor, tanh-squashed Gaussian (SAC, Haarnoja et al. 2018, appendix C):
     mu, log_std = MLP(s);   u = mu + std * eps,  eps ~ N(0, I);   a = tanh(u)
     log pi(a|s) = log N(u; mu, std) - sum_i log(1 - tanh(u_i)^2)
 
-Switches such as OFN, dropout rate and LayerNorm are per agent (a mask over the
-agent axis), so variants that differ only in them still share one stacked pass.
+Switches such as OFN, dropout rate and LayerNorm are per agent, so variants that
+differ only in them still share one stacked pass; OFN and LayerNorm are computed
+for the agents that have them on only (Switch).
 """
 
 import math
@@ -71,8 +72,27 @@ def dropout_mask(p, shape, generator):
     return keep.float() / (1.0 - p)
 
 
-def _agent_mask(values, n: int, device) -> torch.Tensor:
-    return torch.as_tensor(values, device=device).view(n, *([1] * 3))
+def layer_norm(x, scale, shift):
+    """LayerNorm over the last axis with per-agent affine parameters: (x - mean) / sqrt(var + 1e-5) * scale + shift."""
+    return F.layer_norm(x, x.shape[-1:]) * scale + shift
+
+
+class Switch:
+    """A per-agent switch (OFN, LayerNorm): `switch(fn, x, *per_agent)` is fn(x, *per_agent) for the agents that
+    have it on and x for the others (agent axis first). fn runs on those agents' slices only, so a switch costs
+    nothing where it is off; every agent's numbers are the ones fn gives on the whole stack."""
+
+    def __init__(self, on, device):
+        self.on = list(map(bool, on))
+        self.index = torch.tensor([i for i, x in enumerate(self.on) if x], dtype=torch.long, device=device)
+
+    def __call__(self, fn, x, *per_agent):
+        if all(self.on):
+            return fn(x, *per_agent)
+        if not any(self.on):
+            return x
+        mine = [t.index_select(0, self.index) for t in (x, *per_agent)]
+        return x.index_copy(0, self.index, fn(*mine))
 
 
 class Critic(nn.Module):
@@ -93,9 +113,8 @@ class Critic(nn.Module):
             self.ln_scale = nn.Parameter(torch.ones(n, 2, depth, 1, hidden))
             self.ln_shift = nn.Parameter(torch.zeros(n, 2, depth, 1, hidden))
         self.to(device)
-        self._ofn_mask = _agent_mask(self.ofn, n, device)
-        self._ln_mask = _agent_mask(self.layer_norm, n, device)
-        self._keep = _agent_mask([1.0 - p for p in self.dropout], n, device)
+        self._ofn, self._ln = Switch(self.ofn, device), Switch(self.layer_norm, device)
+        self._keep = torch.as_tensor([1.0 - p for p in self.dropout], device=device).view(n, 1, 1, 1)
 
     def reset_agent(self, i, generator):
         for layer in [*self.layers, self.head]:
@@ -127,21 +146,17 @@ class Critic(nn.Module):
     def features(self, obs, act, masks=None, detach=False):
         """Last hidden features phi [N, 2, B, hidden] (after OFN where it is on)."""
         x = torch.cat([obs, act], -1).unsqueeze(1).expand(-1, 2, -1, -1)
-        any_ln = any(self.layer_norm)
         for k, layer in enumerate(self.layers):
             x = layer(x, detach)
             if masks is not None:
                 x = x * masks[k]
-            if any_ln:
+            if any(self.layer_norm):
                 scale, shift = self.ln_scale[:, :, k], self.ln_shift[:, :, k]
                 if detach:
                     scale, shift = scale.detach(), shift.detach()
-                ln = F.layer_norm(x, (self.hidden,)) * scale + shift
-                x = torch.where(self._ln_mask, ln, x)
+                x = self._ln(layer_norm, x, scale, shift)  # where layer_norm is on (computed for those agents only)
             x = F.relu(x)
-        if any(self.ofn):
-            x = torch.where(self._ofn_mask, self.ofn_fn(x), x)
-        return x
+        return self._ofn(self.ofn_fn, x)  # phi / ||phi|| where ofn is on
 
     def forward(self, obs, act, masks=None, detach=False):
         return self.head(self.features(obs, act, masks, detach), detach).squeeze(-1)
@@ -160,7 +175,7 @@ class Actor(nn.Module):
         self.head = StackedLinear((n,), hidden, 2 * act_dim)
         self.to(device)
         self.ofn = list(map(bool, ofn))
-        self._ofn_mask = torch.as_tensor(self.ofn, device=device).view(n, 1, 1)
+        self._ofn = Switch(self.ofn, device)
 
     def reset_agent(self, i, generator):
         for layer in [*self.layers, self.head]:
@@ -171,8 +186,7 @@ class Actor(nn.Module):
         x = obs
         for layer in self.layers:
             x = F.relu(layer(x))
-        if any(self.ofn):
-            x = torch.where(self._ofn_mask, self.ofn_fn(x), x)
+        x = self._ofn(self.ofn_fn, x)
         mu, log_std = self.head(x).chunk(2, dim=-1)
         # Squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive).
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)

@@ -1,5 +1,6 @@
 """Critic switches: OFN, dropout, LayerNorm; the stacked layer equals ordinary per-agent linear layers."""
 
+import pytest
 import torch
 
 from minimal_ofn.networks import Critic, StackedLinear
@@ -83,3 +84,55 @@ def test_init_is_orthogonal_with_gain_sqrt2_and_zero_bias_per_agent_and_member()
     again = StackedLinear((3, 2), 7, 5)
     again.reset_agent(1, torch.Generator().manual_seed(1))
     torch.testing.assert_close(again.weight[1], layer.weight[1])  # seeded: the same draw
+
+
+class _EveryAgent:
+    """The switches as they were computed before networks.Switch: `fn` for every agent, then torch.where."""
+
+    def __init__(self, on, fn):
+        self.on, self.fn = list(on), fn
+
+    def __call__(self, _, x, *per_agent):
+        if not any(self.on):
+            return x
+        mask = torch.tensor(self.on).view(-1, *[1] * (x.dim() - 1))
+        return torch.where(mask, self.fn(x, *per_agent), x)
+
+
+@pytest.mark.parametrize("switches", [
+    [(False, False, 0.0), (True, False, 0.1), (False, True, 0.0), (True, True, 0.1)],  # mixed: some on
+    [(True, True, 0.1)] * 3,  # all on
+    [(False, False, 0.0)] * 2 + [(False, True, 0.1)],  # no OFN, LayerNorm on one
+])
+@pytest.mark.parametrize("detach", [False, True])
+def test_switches_computed_on_their_agents_only_give_bitwise_what_every_agent_computed_gave(switches, detach):
+    from minimal_ofn.networks import Actor
+
+    n = len(switches)
+    ofn_on, ln_on, dropout = zip(*switches)
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(n, 16, 5, generator=g) * 3, torch.rand(n, 16, 2, generator=g) * 2 - 1
+    masks = [(torch.rand(n, 2, 16, 32, generator=g) > 0.1).float() / 0.9 for _ in range(2)]
+    upstream = torch.randn(n, 2, 16, generator=g)
+    results = []
+    for reference in (False, True):
+        critic = _critic(n, ofn_on, dropout, ln_on)
+        actor = Actor(n, 5, 2, 32, 2, ofn_on)
+        for i in range(n):
+            actor.reset_agent(i, torch.Generator().manual_seed(10 + i))
+        with torch.no_grad():
+            if any(ln_on):  # LayerNorm's affine parameters away from 1 and 0, so that the switch shows
+                critic.ln_scale.copy_(torch.rand(critic.ln_scale.shape, generator=torch.Generator().manual_seed(1)) + 0.5)
+                critic.ln_shift.copy_(torch.randn(critic.ln_shift.shape, generator=torch.Generator().manual_seed(2)))
+        if reference:
+            critic._ofn, actor._ofn = _EveryAgent(ofn_on, ofn), _EveryAgent(ofn_on, ofn)
+            critic._ln = _EveryAgent(ln_on, lambda x, scale, shift: torch.nn.functional.layer_norm(x, (32,)) * scale + shift)
+        o, a = obs.clone().requires_grad_(), act.clone().requires_grad_()
+        q = critic(o, a, masks, detach=detach)
+        pi, logp = actor(o, torch.randn(n, 16, 2, generator=torch.Generator().manual_seed(3)))
+        loss = (q * upstream).sum() + logp.sum() + pi.sum()
+        params = [p for p in [*critic.parameters(), *actor.parameters()] if p.requires_grad]
+        grads = torch.autograd.grad(loss, [o, a, *params], allow_unused=True)
+        results.append([q, pi, logp, *[torch.zeros(()) if x is None else x for x in grads]])
+    for mine, main in zip(*results):
+        assert torch.equal(mine, main)
