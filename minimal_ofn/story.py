@@ -512,8 +512,9 @@ def arm_tables(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -
     return out + [""]
 
 
-def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -> list[str]:
-    """For each contradicted claim: the two arms' numbers per seed, and what else in the runs bears on it."""
+def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99,
+          verdict: str = stats.CONTRADICTED) -> list[str]:
+    """For each claim with this verdict: the two arms' numbers per seed, and what else in the runs bears on it."""
     out = []
     d, on = results["dissection"], results["online"]
 
@@ -521,7 +522,7 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
         return ", ".join(_fmt(v) for v in x)
 
     for j in judged:
-        if j["verdict"] != stats.CONTRADICTED:
+        if j["verdict"] != verdict:
             continue
         c, t = j["claim"], j["temperature"]
         a, b = scores[c.key, t]
@@ -542,8 +543,24 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
             line += (f" The same Adam update on {p.dissect_env}'s random buffer with alpha fixed at "
                      f"{p.dissect_fixed_alpha:g} reached log10(peak |Q| / B) of {per_seed(fixed)} in "
                      f"{p.dissect_updates} updates (part 1).")
+        if verdict == stats.UNRESOLVED and c.part == "dissection" and t == "learned":
+            line += " " + _learned_alpha_evidence(d, p, act_dim["dissection"], gamma)
         out.append(line)
     return out
+
+
+def _learned_alpha_evidence(d: dict, p: Protocol, act_dim: int, gamma: float) -> str:
+    """How far apart the arms end up with the temperature learned, against held (the dissection's own numbers)."""
+    def spread(t):
+        iqms = [stats.iqm([x for x in (log_peak_over_bound(r, "q_replay", act_dim, gamma) for r in runs)
+                           if math.isfinite(x)] or [math.nan]) for runs in d[t].values()]
+        return min(iqms), max(iqms)
+
+    (lo, hi), (flo, fhi) = spread("learned"), spread("fixed")
+    alphas = [r[-1]["temperature"] for r in d["learned"]["adam"]]
+    return (f"With alpha learned, every arm's IQM log10(peak |Q| / B) lies in [{_fmt(lo)}, {_fmt(hi)}] (held at "
+            f"{p.dissect_fixed_alpha:g}: [{_fmt(flo)}, {_fmt(fhi)}]); Adam's alpha ended at "
+            f"{', '.join(_fmt(a) for a in alphas)} (B counts alpha |A| log 2 / (1 - gamma)).")
 
 
 def late_value(rows, seed_steps: int, key: str) -> float:
@@ -555,7 +572,7 @@ def late_value(rows, seed_steps: int, key: str) -> float:
 
 
 def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = (), tables: list[str] = (),
-           notes: list[str] = ()) -> str:
+           notes: list[str] = (), open_notes: list[str] = ()) -> str:
     counts = {v: sum(j["verdict"] == v for j in judged) for v in (stats.HOLDS, stats.CONTRADICTED, stats.UNRESOLVED)}
     out = [f"# The paper's claims, measured (`{command}`)", "",
            f"Protocol: {p}.", "",
@@ -576,6 +593,10 @@ def report(p: Protocol, judged: list[dict], command: str, lines: list[str] = (),
     out += ["", UNVERIFIED, ""]
     if notes:
         out += ["## Why the contradicted claims fail here (computed from the same runs)", "", *notes, ""]
+    if open_notes:
+        out += ["## What the unresolved claims' seeds say (computed from the same runs)", "",
+                "Each interval contains 0: the seeds' numbers below straddle it or differ too little for 5 seeds.", "",
+                *open_notes, ""]
     out += list(tables)
     if lines:
         out += ["Wall time of each stack (--jobs worker processes side by side, one thread each; a stack whose runs "
@@ -723,7 +744,8 @@ def main(argv=None):
         scores = claim_scores(results, p, dims, gamma)
         judged = judge(scores)
         text = report(p, judged, command, lines, arm_tables(results, p, dims, gamma),
-                      notes(judged, scores, results, p, dims, gamma))
+                      notes(judged, scores, results, p, dims, gamma),
+                      notes(judged, scores, results, p, dims, gamma, stats.UNRESOLVED))
         (out / "story.md").write_text(text)
         figures(results, p, dims, out, gamma)
         print(text)

@@ -282,8 +282,9 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
             state = run.agent_state(i)
             atomic_write(outs[i] / "checkpoint_nonfinite.pt", lambda tmp: torch.save(state, tmp))
         f = run.failed[i]
-        print(f"{where(i)}: {f['why']} at step {f['step']} (update {f['updates']}); frozen at its state of step "
-              f"{f['frozen_at_step']}, {run.n - len(run.failed)} other agent(s) go on", file=sys.stderr)
+        if len(run.failed) < run.n:  # when none is left, the run's one-line NonFiniteLoss says it all
+            print(f"{where(i)}: {f['why']} at step {f['step']} (update {f['updates']}); frozen at its state of step "
+                  f"{f['frozen_at_step']}, {run.n - len(run.failed)} other agent(s) go on", file=sys.stderr)
 
     run.on_failure = on_failure
 

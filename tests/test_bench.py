@@ -126,7 +126,7 @@ def test_bench_quick_prints_every_row_and_target():
     assert "GFLOP/s" in text and "lockstep loop" in text and "env steps/s" in text
     assert text.count("% of peak; ours spends") == len(ROWS)
     assert "fixed cost of one update" in text and "batch 8 and 2x8 networks" in text
-    assert "story mix (baseline beta1=0 dropout l2 ofn)" in text and "5 baseline" in text  # mixed vs homogeneous
+    assert "story mix (baseline beta1=0 dropout+ln adamw ofn)" in text and "5 baseline" in text  # mixed vs homogeneous
     for name, _, _ in ROWS:
         assert text.count(name) == 3, name  # its row of figures, its matmul floor and its target line
     verdicts = [line for line in text.splitlines() if line.endswith((" met", " NOT MET"))]

@@ -39,7 +39,7 @@ def test_every_config_flag_has_the_help_line_of_its_field_comment(capsys):
     helps = field_help()
     assert helps["seed_steps"] == "uniformly random actions before learning starts"
     assert helps["tau"] == "Polyak rate of the target critic"
-    assert helps["compile"].startswith("torch.compile of the actor/critic forward passes")  # the lines above it
+    assert helps["compile"].startswith("\"update\": the whole SAC update as one compiled graph")  # the lines above it
     assert all(helps[name] for name in Config.__dataclass_fields__), [k for k, v in helps.items() if not v]
     with pytest.raises(SystemExit):
         train_mod.main(["--help"])

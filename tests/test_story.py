@@ -113,8 +113,13 @@ def test_verdicts_and_report_follow_synthetic_runs():
     notes = story.notes(judged, scores, flipped, p, dims)
     assert len(notes) == sum(j["verdict"] == stats.CONTRADICTED for j in judged) > 0
     assert any(n.startswith("- **Divergence is propelled by optimizer momentum**") for n in notes)
-    text = story.report(p, judged, "cmd", tables=[tables], notes=notes)
+    open_notes = story.notes(judged, scores, flipped, p, dims, verdict=stats.UNRESOLVED)
+    assert len(open_notes) == sum(j["verdict"] == stats.UNRESOLVED for j in judged)
+    learned = [n for n in open_notes if "alpha learned" in n]
+    assert learned and all("With alpha learned, every arm's IQM log10(peak |Q| / B) lies in [" in n for n in learned)
+    text = story.report(p, judged, "cmd", tables=[tables], notes=notes, open_notes=open_notes)
     assert "## Why the contradicted claims fail here" in text and notes[0] in text
+    assert ("## What the unresolved claims' seeds say" in text) == bool(open_notes)
     assert verdict["momentum", "fixed"] == verdict["ofn_stops_offline", "learned"] == stats.CONTRADICTED
     assert verdict["momentum_sgd", "learned"] == verdict["second_moment", "fixed"] == stats.CONTRADICTED
     assert verdict["diverges_seen", "fixed"] == stats.CONTRADICTED  # Adam itself stays below the bound here

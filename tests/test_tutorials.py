@@ -139,7 +139,7 @@ ROW = r"-?[\d.]+ +\d+ +-?[\d.]+ +-?[\d.]+ +[\d.]+ +-?[\d.]+ +\d+ of \d+ logged s
 
 
 STORY_LINES = {  # the story's claims each tutorial prints beside its own run (story.show_committed)
-    "02_high_utd.ipynb": 4, "03_momentum.ipynb": 8, "04_regularization.ipynb": 6, "05_ofn.ipynb": 4,
+    "02_high_utd.ipynb": 6, "03_momentum.ipynb": 8, "04_regularization.ipynb": 6, "05_ofn.ipynb": 4,
     "06_priming_resets.ipynb": 4,
 }
 
