@@ -8,8 +8,8 @@ agents and on the same tensors, is one pure function of tensors,
         -> the same tensors, updated in place
 
 written with `torch.func.functional_call` of the package's own Actor and Critic,
-`torch.func.grad_and_value` for both losses, Adam/AdamW/SGD as tensor ops (optim.py's
-`step_reference`, per-agent hyperparameters broadcast over the agent axis) and Polyak,
+`torch.func.grad_and_value` for both losses, Adam/AdamW/RMSProp/SGD as tensor ops (optim.py's
+`step_readable`, per-agent hyperparameters broadcast over the agent axis) and Polyak,
 traced once by torch.compile into one graph (fullgraph=True: a graph break is an
 error). Inductor then fuses the elementwise work (ReLU and its gradient, LayerNorm,
 OFN, the losses, Adam's eight ops per tensor, Polyak) into a few loops, which eager

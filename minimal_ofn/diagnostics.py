@@ -60,16 +60,17 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
     linear = [p for layer in [*sac.critic.layers, sac.critic.head] for p in (layer.weight, layer.bias)]
     slot = {id(p): k for k, p in enumerate(opt.params)}
     m = torch.cat([opt.m[slot[id(p)]].view(n, -1) for p in linear], 1).abs()
+    q_data = sac.critic(s, a)  # [N, 2, B]
     out = {
         "q_policy": sac.critic(s, policy_a).mean((1, 2)),
-        "q_replay": sac.critic(s, a).mean((1, 2)),
+        "q_replay": q_data.mean((1, 2)),
         "q_ood": sac.critic(s, ood_a).mean((1, 2)),
         "feature_norm": phi.norm(dim=-1).mean((1, 2)),
         "head_weight_norm": sac.critic.head.weight.flatten(2).norm(dim=-1).mean(1),
         "srank": _srank_or_nan(sac.fn.srank, phi[:, 0]),
         "srank_centered": _srank_or_nan(sac.fn.srank, phi[:, 0] - phi[:, 0].mean(-2, keepdim=True)),
         "cos_phi_w": alignment(phi, sac.critic.head.weight.squeeze(-1)).mean((1, 2)),
-        "q_spread": sac.critic(s, a).std(-1).mean(1),
+        "q_spread": q_data.std(-1).mean(1),
         "adam_m_mean": m.mean(1),
         "adam_m_max": m.amax(1),
         "temperature": sac.log_alpha.exp(),

@@ -133,18 +133,18 @@ class StackedOptimizer:
         """The step on every tensor viewed as [agent, everything else]: adam_step (after decoupled_weight_decay)
         for Adam's agents, the formulas in the module docstring for RMSProp's and SGD's."""
         self.step_count += self.active
-        n, live, kinds = self.n, self.active.bool(), set(self.kinds)
+        n, live = self.n, self.active.bool()
         for i, (p, g) in enumerate(zip(self.params, grads)):
             p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
             decayed = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
-            if kinds == {"sgd"}:  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
+            if self.kind == "sgd":  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
                 new_m = m * self.beta1 + g
                 new = [(p, decayed - self.lr * new_m), (m, new_m)]
             else:
                 v = self.v[i].view(n, -1)
                 new_p, new_m, new_v = self.adam_step(decayed, g, m, v, self.step_count, self.lr, self.beta1,
                                                      self.beta2, self.eps)
-                if kinds != {"adam"}:  # the other kinds' agents take their own formula (where: per agent)
+                if self.kind != "adam":  # the other kinds' agents take their own formula (where: per agent)
                     rms_v = self.beta2 * v + (1 - self.beta2) * g * g
                     rms = decayed - self.lr * g / (rms_v.sqrt() + self.eps)
                     sgd_m = self.beta1 * m + g

@@ -169,11 +169,16 @@ def late_overestimation(rows, seed_steps: int) -> float:
     """Mean over the last third of the learning phase's logs of Q(s_t, a_t) - soft MC return, on the
     policy's own rollouts: past the temperature transient, where the soft return is no longer dominated
     by alpha log pi of a policy that has not yet found its entropy."""
+    gaps = [r["q_rollout"] - r["mc_soft_return"] for r in late_rows(rows, seed_steps)
+            if math.isfinite(r["q_rollout"]) and math.isfinite(r["mc_soft_return"])]
+    return float(np.mean(gaps)) if gaps else math.nan
+
+
+def late_rows(rows, seed_steps: int) -> list[dict]:
+    """The logs of the last third of the learning phase."""
     last = max(r["step"] for r in rows)
     start = last - (last - seed_steps) / 3
-    gaps = [r["q_rollout"] - r["mc_soft_return"] for r in rows
-            if r["step"] >= start and math.isfinite(r["q_rollout"]) and math.isfinite(r["mc_soft_return"])]
-    return float(np.mean(gaps)) if gaps else math.nan
+    return [r for r in rows if r["step"] >= start]
 
 
 def mean_return(rows, seed_steps: int, eval_every: int) -> float:
@@ -515,7 +520,7 @@ def arm_tables(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -
 def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99,
           verdict: str = stats.CONTRADICTED) -> list[str]:
     """For each claim with this verdict: the two arms' numbers per seed, and what else in the runs bears on it."""
-    out = []
+    out, learned_evidence = [], None
     d, on = results["dissection"], results["online"]
 
     def per_seed(x):
@@ -544,7 +549,8 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
                      f"{p.dissect_fixed_alpha:g} reached log10(peak |Q| / B) of {per_seed(fixed)} in "
                      f"{p.dissect_updates} updates (part 1).")
         if verdict == stats.UNRESOLVED and c.part == "dissection" and t == "learned":
-            line += " " + _learned_alpha_evidence(d, p, act_dim["dissection"], gamma)
+            learned_evidence = learned_evidence or _learned_alpha_evidence(d, p, act_dim["dissection"], gamma)
+            line += " " + learned_evidence
         out.append(line)
     return out
 
@@ -565,9 +571,7 @@ def _learned_alpha_evidence(d: dict, p: Protocol, act_dim: int, gamma: float) ->
 
 def late_value(rows, seed_steps: int, key: str) -> float:
     """Mean of a metric over the last third of the learning phase's logs (as late_overestimation)."""
-    last = max(r["step"] for r in rows)
-    start = last - (last - seed_steps) / 3
-    values = [r[key] for r in rows if r["step"] >= start and math.isfinite(r[key])]
+    values = [r[key] for r in late_rows(rows, seed_steps) if math.isfinite(r[key])]
     return float(np.mean(values)) if values else math.nan
 
 

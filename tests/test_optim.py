@@ -7,12 +7,14 @@ from minimal_ofn.optim import StackedOptimizer, adam_step, decoupled_weight_deca
 
 
 def _run(kind, torch_opt, lr, beta1, wd=0.0, steps=5, atol=1e-6):
+    """Three agents, each with a [4, 5] weight, against torch optimizers; kind and torch_opt may be one per agent."""
     torch.manual_seed(0)
-    init = torch.randn(3, 4, 5)  # three agents, each with a [4, 5] weight
+    init = torch.randn(3, 4, 5)
     ours = init.clone().requires_grad_(True)
     opt = StackedOptimizer([ours], 3, lr=lr, beta1=beta1, weight_decay=wd, kind=kind)
     refs = [init[i].clone().requires_grad_(True) for i in range(3)]
-    ref_opts = [torch_opt([refs[i]], lr[i], beta1[i], wd[i] if isinstance(wd, list) else wd) for i in range(3)]
+    makers = torch_opt if isinstance(torch_opt, list) else [torch_opt] * 3
+    ref_opts = [makers[i]([refs[i]], lr[i], beta1[i], wd[i] if isinstance(wd, list) else wd) for i in range(3)]
     for step in range(steps):
         grads = torch.randn(3, 4, 5) * (step + 1)
         opt.step([grads])
@@ -51,21 +53,8 @@ def test_kinds_per_agent_each_match_their_torch_optimizer():
     makers = [lambda p, lr, b1, wd: torch.optim.SGD(p, lr=lr, momentum=b1),
               lambda p, lr, b1, wd: torch.optim.RMSprop(p, lr=lr, alpha=0.999),
               lambda p, lr, b1, wd: torch.optim.AdamW(p, lr=lr, betas=(b1, 0.999), weight_decay=wd)]
-    torch.manual_seed(0)
-    init = torch.randn(3, 4, 5)
-    ours = init.clone().requires_grad_(True)
-    lr, beta1, wd = [0.05, 1e-3, 1e-2], [0.9, 0.0, 0.5], [0.0, 0.0, 0.3]
-    opt = StackedOptimizer([ours], 3, lr=lr, beta1=beta1, weight_decay=wd, kind=["sgd", "rmsprop", "adam"])
-    refs = [init[i].clone().requires_grad_(True) for i in range(3)]
-    ref_opts = [make([r], lr[i], beta1[i], wd[i]) for i, (make, r) in enumerate(zip(makers, refs))]
-    for step in range(6):
-        grads = torch.randn(3, 4, 5) * (step + 1)
-        opt.step([grads])
-        for i in range(3):
-            refs[i].grad = grads[i].clone()
-            ref_opts[i].step()
-    for i in range(3):
-        torch.testing.assert_close(ours[i].detach(), refs[i].detach(), rtol=1e-5, atol=2e-5)
+    _run(["sgd", "rmsprop", "adam"], makers, lr=[0.05, 1e-3, 1e-2], beta1=[0.9, 0.0, 0.5], wd=[0.0, 0.0, 0.3],
+         steps=6, atol=2e-5)
 
 
 def test_beta1_zero_leaves_first_moment_equal_to_last_gradient():
