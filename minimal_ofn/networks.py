@@ -125,23 +125,18 @@ class Critic(nn.Module):
                 self.ln_shift[i].zero_()
 
     def dropout_masks(self, batch: int, generators, mask_fn=dropout_mask) -> list | None:
-        """One Bernoulli(1-p)/(1-p) mask per hidden layer, drawn from each agent's own stream.
+        """One Bernoulli(1-p)/(1-p) mask per hidden layer, [N, 2, B, hidden] each, drawn from each agent's own stream.
 
-        Agents with p = 0 draw nothing, so an agent's random stream is the same alone
-        or inside any stack."""
+        Each agent with p > 0 draws the masks of all its layers in one call; agents with p = 0 draw
+        nothing (their masks are ones), so an agent's random stream is the same alone or inside any stack."""
         if not any(self.dropout):
             return None
-        device = self._keep.device
-        masks = []
-        for _ in self.layers:
-            per_agent = []
-            for p, g in zip(self.dropout, generators):
-                if p > 0:
-                    per_agent.append(mask_fn(p, (2, batch, self.hidden), g))
-                else:
-                    per_agent.append(torch.ones(2, batch, self.hidden, device=device))
-            masks.append(torch.stack(per_agent))
-        return masks
+        depth = len(self.layers)
+        masks = torch.ones(depth, self.n, 2, batch, self.hidden, device=self._keep.device)
+        for i, (p, g) in enumerate(zip(self.dropout, generators)):
+            if p > 0:
+                masks[:, i] = mask_fn(p, (depth, 2, batch, self.hidden), g)
+        return list(masks.unbind(0))
 
     def features(self, obs, act, masks=None, detach=False):
         """Last hidden features phi [N, 2, B, hidden] (after OFN where it is on)."""

@@ -123,26 +123,46 @@ def dissect_configs(p: Protocol, fixed: bool) -> dict:
 
 
 def dissect(configs: list[Config], updates: int, log_every: int, progress: bool = True,
-            mc_every: int | None = None) -> list[list[dict]]:
+            mc_every: int | None = None, checkpoint: Path | None = None, until: int | None = None):
     """Part 1's loop for one stack: seed_steps random transitions into D, then `updates` SAC updates on D.
 
     Returns each agent's rows (train.METRICS), one every `log_every` updates, with Q on D's
     actions (q_replay), on uniform actions (q_ood), on the policy's actions, Adam's moments and a
-    Monte Carlo rollout of the current policy (q_rollout vs mc_soft_return)."""
+    Monte Carlo rollout of the current policy (q_rollout vs mc_soft_return).
+
+    checkpoint: a file that holds the stack and its rows at every Monte Carlo log (and at `until`,
+    where it stops and returns None); a stack finds it there and goes on, as if never stopped."""
+    import torch
+
+    from .cli import RunError
     from .progress import bar
+    from .runs import atomic_write
     from .train import Lockstep
 
     run = Lockstep(configs, progress=False)
+    rows, done = [[] for _ in configs], 0
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["configs"] != [c.to_dict() for c in configs]:
+            raise RunError(f"{checkpoint} holds a dissection stack with other settings; use another --out")
+        run.load_agent_states(saved["agents"])
+        rows, done = saved["rows"], saved["updates"]
     while run.t < run.c0.seed_steps:
         run.env_step()
-    rows = [[] for _ in configs]
-    for k in bar(range(1, updates + 1), desc=f"dissection x{run.n}", unit="update", disable=not progress):
+    mc_every = mc_every or 4 * log_every
+    for k in bar(range(done + 1, updates + 1), desc=f"dissection x{run.n}", unit="update", disable=not progress):
         run.sac.update(run.buffer.sample(run.c0.batch_size, run.generators))
         run.updates = k
         if k % log_every == 0:
-            rollout = k % (mc_every or 4 * log_every) == 0
-            for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=rollout)):
+            for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=k % mc_every == 0)):
                 rows[i].append(row)
+        if checkpoint is not None and k < updates and (k % mc_every == 0 or k == until):
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            state = {"configs": [c.to_dict() for c in configs], "updates": k, "rows": rows,
+                     "agents": [run.agent_state(i) for i in range(run.n)]}
+            atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+        if k == until:
+            return None
     return rows
 
 
@@ -382,10 +402,13 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
                    for arm, cs in configs.items() for c in cs}
         todo = [(arm, c) for arm, cs in configs.items() for c in cs
                 if not (folders[arm, c.seed] / "summary.json").exists()]
-        if todo:  # the dissection is short per stack: an interrupted stack is run again whole
-            rows = dissect([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress, p.dissect_mc_every)
+        if todo:  # an interrupted stack goes on from its last checkpoint (every Monte Carlo log)
+            checkpoint = out / "dissection" / which / f"stack{half}.pt"
+            rows = dissect([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress, p.dissect_mc_every,
+                           checkpoint)
             for (arm, c), r in zip(todo, rows):
                 _save_dissection(folders[arm, c.seed], c, r)
+            checkpoint.unlink(missing_ok=True)
         for (arm, seed), folder in folders.items():
             if json.loads((folder / "config.json").read_text()) != json.loads(json.dumps(
                     next(c for c in configs[arm] if c.seed == seed).to_dict())):
@@ -740,6 +763,10 @@ def main(argv=None):
         if "seeds" in changes:
             changes["seeds"] = tuple(changes["seeds"])
         p = Protocol(**changes)
+        for env in (p.dissect_env, p.online_env, p.priming_env):
+            if not env.startswith("dmc:"):  # B = (r_max + alpha |A| log 2) / (1 - gamma) needs rewards in [0, 1]
+                raise ValueError(f"the story runs on dm_control tasks (dmc:<domain>-<task>), whose rewards lie in "
+                                 f"[0, 1] so that B bounds every value; got {env!r}")
         if len(p.seeds) < 3:
             raise ValueError("the story needs at least 3 seeds per arm for an interval")
         if args.jobs < 1:

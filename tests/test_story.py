@@ -154,3 +154,56 @@ def test_the_committed_report_and_the_readme_say_what_the_committed_runs_say():
         assert row.endswith(f"**{j['verdict']}** |"), row
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert [line for line in readme.splitlines() if line in rows] == rows, "README's story table differs from story.md"
+
+
+TINY_STORY = ["--seeds", "0", "1", "2", "--priming-env", "dmc:cheetah-run", "--dissect-updates", "12",
+              "--dissect-log-every", "6", "--dissect-mc-every", "12", "--online-steps", "6", "--priming-updates", "10",
+              "--priming-steps", "6", "--seed-steps", "30", "--hidden", "8", "--batch-size", "8", "--log-every", "6",
+              "--online-eval-every", "6", "--priming-eval-every", "6", "--eval-episodes", "1", "--compile", "off",
+              "--jobs", "1", "--no-progress"]
+
+
+def _without_wall_time(rows):  # NaN (not measured at that log) as None, so that equal rows compare equal
+    return [[{k: None if v != v else v for k, v in r.items() if k != "wall_time"} for r in agent] for agent in rows]
+
+
+def test_an_interrupted_dissection_stack_goes_on_as_if_never_stopped(tmp_path):
+    p = Protocol(dissect_env="Pendulum-v1", seeds=(0, 1), hidden=8, batch_size=8, seed_steps=40, compile="off")
+    configs = story.dissect_configs(p, fixed=False)
+    stack = [c for arm in ("adam", "sgd+momentum", "dropout", "ofn") for c in configs[arm]]
+    whole = story.dissect(stack, 12, 3, False, 6)
+    checkpoint = tmp_path / "stack.pt"
+    assert story.dissect(stack, 12, 3, False, 6, checkpoint, until=9) is None
+    assert checkpoint.exists()
+    resumed = story.dissect(stack, 12, 3, False, 6, checkpoint)
+    assert len(resumed[0]) == 4 and _without_wall_time(resumed) == _without_wall_time(whole)
+    other = [c.replace(critic_lr=1e-3) for c in stack]
+    with pytest.raises(Exception, match="other settings"):
+        story.dissect(other, 12, 3, False, 6, checkpoint)
+
+
+def test_the_story_runs_end_to_end_writes_its_report_and_resumes_without_rerunning(tmp_path, capsys):
+    out = tmp_path / "story"
+    story.main([*TINY_STORY, "--out", str(out)])
+    text = (out / "story.md").read_text()
+    claims = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert len(claims) == len(story.judged_claims())
+    assert "the whole story:" in text and list(out.glob("runs/**/stack*.pt")) == []
+    assert {f.name for f in out.iterdir()} >= {"story.md", "protocol.json", "story_dissection.png"}
+    metrics = sorted(out.glob("runs/**/metrics.csv"))
+    n_runs = len(story.PRIMING_ARMS) + len(story.ONLINE_ARMS) + 2 * len(story.ONLINE_UTD1_ARMS) \
+        + 2 * len(story.DISSECT_ARMS)
+    assert len(metrics) == 3 * n_runs
+    before = {m: m.stat().st_mtime_ns for m in metrics}
+    story.main([*TINY_STORY, "--out", str(out)])  # everything is there: nothing runs again, the report is the same
+    assert {m: m.stat().st_mtime_ns for m in metrics} == before
+    again = (out / "story.md").read_text()
+    assert again.split("Wall time of each stack")[0] == text.split("Wall time of each stack")[0]
+
+
+def test_the_story_refuses_a_task_whose_rewards_it_cannot_bound(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        story.main([*TINY_STORY, "--online-env", "Pendulum-v1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dm_control" in err[0] and "Pendulum-v1" in err[0]
+    assert not (tmp_path / "runs").exists()
