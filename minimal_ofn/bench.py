@@ -268,6 +268,36 @@ def mixed_vs_homogeneous(device, repeats, block_seconds, warmup) -> dict:
             "ratio": ms["mixed"] / ms["homogeneous"]}
 
 
+def mixed_vs_members(device, repeats, block_seconds, warmup, compiled=True) -> dict:
+    """ms per agent-update of the story's mixed stack against a homogeneous stack of 5 of each of its members.
+
+    A mixed stack cannot cost less than its members' own work (LayerNorm, dropout masks, OFN's norm are
+    arithmetic a baseline agent does not do): the mean over the members' homogeneous stacks is the cost of that
+    work with no mixing at all, so mixed / that mean is what mixing itself adds."""
+    n = len(STORY_MIX)
+    stacks = {"mixed": STORY_MIX, **{v: (v,) * n for v in dict.fromkeys(STORY_MIX)}}
+    fns = {}
+    for name, variants in stacks.items():
+        sac = _new_sac(stack_configs("tutorial", variants, device), device)
+        if compiled:
+            compile_update(sac)
+        batch = random_batch(sac.n, sac.batch_size, device)
+        sac.update(batch)  # the compile, outside the timing
+        fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
+    ms = dict(zip(fns, (1e3 * t / n for t in _interleaved_medians(fns, device, repeats, block_seconds, warmup))))
+    members = statistics.mean(ms[v] for v in STORY_MIX)
+    return {"compiled": compiled, "ms_per_agent_update": ms, "members_mean": members,
+            "mixed_over_members": ms["mixed"] / members, "mixed_over_baseline": ms["mixed"] / ms["baseline"]}
+
+
+def format_members(r: dict) -> str:
+    ms = r["ms_per_agent_update"]
+    each = ", ".join(f"{k} {v:.2f}" for k, v in ms.items() if k != "mixed")
+    return (f"{'compiled' if r['compiled'] else 'eager'} update only, tutorial size, ms per agent-update: the story mix "
+            f"{ms['mixed']:.2f}; homogeneous stacks of 5 of each member: {each} (mean {r['members_mean']:.2f}); "
+            f"mixed / members' mean {r['mixed_over_members']:.2f}x, mixed / 5 baseline {r['mixed_over_baseline']:.2f}x")
+
+
 def format_mixed(r: dict) -> str:
     return (f"eager update only, tutorial size, 5 agents, ms per agent-update: story mix ({' '.join(r['variants'])}) "
             f"{r['mixed_ms_per_agent_update']:.3f}, 5 baseline {r['homogeneous_ms_per_agent_update']:.3f}: "
@@ -558,6 +588,9 @@ def run_bench(threads=None, repeats=5, quick=False, device=None, loop=True, defa
         result["compiled"] = {name: measure_compiled_row(preset_name, variants, device, repeats,
                                                          None if quick else 0.4, 1 if quick else 10)
                               for name, preset_name, variants in rows}
+        # quick: eager, so that a test run compiles nothing more
+        result["members"] = mixed_vs_members(device, repeats, None if quick else 0.4, 1 if quick else 10,
+                                             compiled=not quick)
         result["end_to_end"] = {name: end_to_end(variants[:2] if quick else variants, device,
                                                  env_steps=1 if quick else 10, utd=4 if quick else 32)
                                 for name, variants in END_TO_END_ROWS}
@@ -635,7 +668,8 @@ def format_table(r: dict) -> str:
     if "mixed" in r:
         lines += ["", format_mixed(r["mixed"])]
     if "compiled" in r:
-        lines += ["", format_compiled(r["compiled"]), "", format_end_to_end(r["end_to_end"])]
+        lines += ["", format_compiled(r["compiled"]), "", format_members(r["members"]), "",
+                  format_end_to_end(r["end_to_end"])]
     return "\n".join(lines)
 
 

@@ -6,9 +6,15 @@ before training goes on as usual:
     D = {N uniformly random transitions};   repeat K times: SAC update on a batch from D
 
 Nikishin et al. read the slow learning afterwards as the network over-fitting its
-first data ("primacy bias"). The paper shows that the primed critic's Q values
+first data ("primacy bias"). The paper reports that the primed critic's Q values
 explode during priming, and that with OFN the same priming does little harm: the
 damage comes from divergence, not from the early data as such.
+
+What this package measured (docs/story/story.md, part 3, claims 25-28): on
+cartpole-swingup, 25,000 priming updates left Q *below* the bound B, and the
+return comparisons were unresolved with 5 seeds; on cheetah-run's random buffer
+with alpha held small (part 1), the same Adam update went past B. Tutorial 6
+shows both.
 """
 
 

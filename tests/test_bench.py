@@ -215,3 +215,19 @@ def test_a_collapsed_run_is_stopped_at_the_cap_and_shown_as_such():
                                                     "b": {"idle": [9.0], "busy": [12.0], "load": [6.0]}}}
     text = bench.format_contention(r)
     assert "> 180" in text and "> 15.0x" in text and "1.00x" in text
+
+
+def test_mixed_against_its_members_compares_the_story_mix_with_each_member_stack():
+    import statistics
+
+    import torch
+
+    from minimal_ofn import bench
+
+    r = bench.mixed_vs_members(torch.device("cpu"), repeats=1, block_seconds=None, warmup=1, compiled=False)
+    ms = r["ms_per_agent_update"]
+    assert set(ms) == {"mixed", *bench.STORY_MIX} and all(v > 0 for v in ms.values())
+    assert r["members_mean"] == pytest.approx(statistics.mean(ms[v] for v in bench.STORY_MIX))
+    assert r["mixed_over_members"] == pytest.approx(ms["mixed"] / r["members_mean"])
+    assert r["mixed_over_baseline"] == pytest.approx(ms["mixed"] / ms["baseline"])
+    assert "members' mean" in bench.format_members(r)

@@ -156,11 +156,11 @@ def test_the_committed_report_and_the_readme_say_what_the_committed_runs_say():
     assert [line for line in readme.splitlines() if line in rows] == rows, "README's story table differs from story.md"
 
 
-TINY_STORY = ["--seeds", "0", "1", "2", "--priming-env", "dmc:cheetah-run", "--dissect-updates", "12",
-              "--dissect-log-every", "6", "--dissect-mc-every", "12", "--online-steps", "6", "--priming-updates", "10",
-              "--priming-steps", "6", "--seed-steps", "30", "--hidden", "8", "--batch-size", "8", "--log-every", "6",
-              "--online-eval-every", "6", "--priming-eval-every", "6", "--eval-episodes", "1", "--compile", "off",
-              "--jobs", "1", "--no-progress"]
+TINY_STORY = ["--seeds", "0", "1", "2", "--priming-env", "dmc:cheetah-run", "--utd", "2", "--priming-utd", "2",
+              "--dissect-updates", "12", "--dissect-log-every", "6", "--dissect-mc-every", "12", "--online-steps", "12",
+              "--priming-updates", "10", "--priming-steps", "12", "--seed-steps", "30", "--hidden", "8",
+              "--batch-size", "8", "--log-every", "12", "--online-eval-every", "12", "--priming-eval-every", "12",
+              "--eval-episodes", "1", "--compile", "off", "--jobs", "1", "--no-progress"]  # few 1000-step rollouts
 
 
 def _without_wall_time(rows):  # NaN (not measured at that log) as None, so that equal rows compare equal
