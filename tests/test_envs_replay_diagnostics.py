@@ -175,3 +175,25 @@ def test_a_diverged_actor_rolls_out_without_stopping_the_physics():
                   torch.device("cpu"), False, [0, 0], max_steps=20)
     assert len(out[0][1]) == len(out[1][1]) == 20
     assert np.isnan(out[0][2]).all() and np.isfinite(out[1][2]).all()
+
+
+@pytest.mark.parametrize("env_id", ["dmc:cheetah-run", "dmc:cartpole-swingup", "dmc:walker-walk", "dmc:lqr-lqr_2_1"])
+def test_reseeding_a_used_dmc_env_gives_the_episode_of_a_new_env_with_that_seed(env_id):
+    """reset(seed=s) on an env that has run episodes (it keeps its compiled model) starts the same episode, step
+    for step, as an env built with seed s; lqr, whose model is drawn from the seed, is rebuilt."""
+    rng = np.random.default_rng(0)
+
+    def episode(env, seed, actions):
+        out = [env.reset(seed=seed)[0]]
+        for a in actions:
+            obs, reward, *_ = env.step(a)
+            out += [obs, np.array([reward])]
+        return np.concatenate(out)
+
+    used = make_env(env_id, seed=123)
+    used.reset()
+    for _ in range(int(rng.integers(10, 80))):
+        used.step(used.action_space.sample())
+    for seed in rng.integers(0, 10_000, size=2).tolist():
+        actions = rng.uniform(-1, 1, size=(30, used.action_space.shape[0])).astype(np.float32)
+        assert np.array_equal(episode(make_env(env_id, seed=seed), seed, actions), episode(used, seed, actions))
