@@ -282,7 +282,6 @@ def mixed_vs_members(device, repeats, block_seconds, warmup, compiled=True) -> d
         if compiled:
             compile_update(sac)
         batch = random_batch(sac.n, sac.batch_size, device)
-        sac.update(batch)  # the compile, outside the timing
         fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
     ms = dict(zip(fns, (1e3 * t / n for t in _interleaved_medians(fns, device, repeats, block_seconds, warmup))))
     members = statistics.mean(ms[v] for v in STORY_MIX)

@@ -741,6 +741,7 @@ def main(argv=None):
     import sys
 
     from .cli import Parser, cli
+    from .envs import DMC_PREFIX
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = Parser(prog="python -m minimal_ofn.story", description=__doc__.split("\n\n")[0])
@@ -764,7 +765,7 @@ def main(argv=None):
             changes["seeds"] = tuple(changes["seeds"])
         p = Protocol(**changes)
         for env in (p.dissect_env, p.online_env, p.priming_env):
-            if not env.startswith("dmc:"):  # B = (r_max + alpha |A| log 2) / (1 - gamma) needs rewards in [0, 1]
+            if not env.startswith(DMC_PREFIX):  # B = (r_max + alpha |A| log 2) / (1 - gamma) needs rewards in [0, 1]
                 raise ValueError(f"the story runs on dm_control tasks (dmc:<domain>-<task>), whose rewards lie in "
                                  f"[0, 1] so that B bounds every value; got {env!r}")
         if len(p.seeds) < 3:
