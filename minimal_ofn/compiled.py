@@ -13,9 +13,10 @@ written with `torch.func.functional_call` of the package's own Actor and Critic,
 traced once by torch.compile into one graph (fullgraph=True: a graph break is an
 error). Inductor then fuses the elementwise work (ReLU and its gradient, LayerNorm,
 OFN, the losses, Adam's eight ops per tensor, Polyak) into a few loops, which eager
-PyTorch cannot do. What is random (the policy noise, the dropout masks) is drawn
-outside the graph from each agent's own generator, in the order sac.py draws it, so
-the compiled update consumes the same random streams and gives the same updates up
+PyTorch cannot do. What is random (the policy noise, the uniform numbers behind the
+dropout masks) is drawn outside the graph from each agent's own generator, in the
+order sac.py draws it; the masks themselves are made inside the graph (DropoutNoise).
+So the compiled update consumes the same random streams and gives the same updates up
 to float rounding (tests/test_compiled.py).
 
 The SAC object keeps its state: the compiled step reads and writes sac.actor's,
@@ -25,7 +26,8 @@ place too) and diagnostics see the same tensors as with the eager update.
 
 Cost: one compile per SAC object and shape (tens of seconds cold on a CPU, a few with
 Inductor's cache warm: docs/speed.md). Shapes and strides are fixed (dynamic=False):
-the same replay batch shapes every call, so nothing recompiles.
+the same replay batch shapes every call, so nothing recompiles. On CPU Inductor writes
+the code that calls the kernels in C++ (cpp_wrapper), not python.
 On a GPU it is compiled with mode="reduce-overhead" (CUDA graphs: one launch for the
 whole update instead of a few hundred kernel launches); the state tensors are marked
 as static addresses so that the graph may update them in place.
@@ -73,6 +75,41 @@ def optimizer_step(params, grads, m, v, step_count, hyper, kind, is_kind=None) -
             old.copy_(value if active is None else torch.where(active.bool(), value, old))
 
 
+class DropoutNoise:
+    """The dropout masks of networks.Critic.dropout_masks, with their random numbers drawn outside the graph and
+    the masks made inside it, where Inductor fuses them into the layers' loops.
+
+    draw(): U[0, 1) [agents with dropout, depth, 2, B, hidden], each agent's block drawn from its own generator in
+    one call: the numbers networks.dropout_mask draws (torch.rand is empty + uniform_). Agents without dropout draw
+    nothing, as in eager. masks(u), in the graph: per layer [N, 2, B, hidden], 1 / (1 - p) where u >= p and 0
+    elsewhere (the same float32 values as dropout_mask), and ones for the agents without dropout."""
+
+    def __init__(self, critic, batch, generators):
+        self.agents = [i for i, p in enumerate(critic.dropout) if p > 0]
+        self.shape = (len(critic.layers), 2, batch, critic.hidden)
+        self.generators = [generators[i] for i in self.agents]
+        device = critic._keep.device
+        # each agent reads the block of its own row in u (the agents without dropout read row 0 and keep all)
+        self.row = torch.tensor([self.agents.index(i) if i in self.agents else 0 for i in range(critic.n)],
+                                device=device)
+        p = torch.tensor(critic.dropout, device=device)  # float32, as dropout_mask's comparison casts p
+        self.p = p.view(-1, 1, 1, 1, 1)
+        self.scale = torch.stack([torch.ones((), device=device) / (1.0 - q) for q in critic.dropout]).view_as(self.p)
+
+    def draw(self):
+        if not self.agents:
+            return None
+        u = torch.empty(len(self.agents), *self.shape, device=self.p.device)
+        for block, g in zip(u, self.generators):
+            block.uniform_(0.0, 1.0, generator=g)
+        return u
+
+    def masks(self, u):
+        if u is None:
+            return None
+        return list(torch.where(u[self.row] >= self.p, self.scale, 0.0).unbind(1))
+
+
 def _optimizer_state(opt) -> dict:
     return {"params": [p.detach() for p in opt.params], "m": opt.m, "v": opt.v, "step_count": opt.step_count,
             "hyper": {"lr": opt.lr, "beta1": opt.beta1, "beta2": opt.beta2, "weight_decay": opt.weight_decay,
@@ -108,8 +145,10 @@ class CompiledUpdate:
                     torch._dynamo.mark_static_address(t)
         kinds = (sac.actor_opt.kind, sac.critic_opt.kind)
         use_l2, actor, critic = sac.use_l2, sac.actor, sac.critic
+        self.dropout = dropout = DropoutNoise(critic, sac.batch_size, sac.generators)
 
-        def step(state, batch, noise, masks):
+        def step(state, batch, noise, uniforms):
+            masks = [dropout.masks(u) for u in uniforms]
             s, a, r, s2, d = (batch[k] for k in ("obs", "action", "reward", "next_obs", "terminated"))
             a_opt, c_opt, t_opt = state["actor_opt"], state["critic_opt"], state["alpha_opt"]
             actor_p = dict(zip(names["actor"], a_opt["params"]))
@@ -157,14 +196,19 @@ class CompiledUpdate:
                 buf.copy_(g)
 
         self.mode = mode
-        self.step = torch.compile(step, fullgraph=True, dynamic=False, mode=mode)
+        if mode is None and sac.device.type == "cpu":
+            # Inductor's C++ wrapper calls the kernels from C++ instead of a generated python function: 2-15% less
+            # per update on CPU (most for mixed stacks, whose graphs have more kernels), a few seconds more compile.
+            self.step = torch.compile(step, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
+        else:
+            self.step = torch.compile(step, fullgraph=True, dynamic=False, mode=mode)
 
     def __call__(self, batch: dict) -> None:
         sac = self.sac
         noise = sac.noise(2, sac.batch_size, sac.act_dim)  # drawn as sac.update draws it: noise, then 3 masks
-        masks = [sac.critic.dropout_masks(sac.batch_size, sac.generators) for _ in range(3)]
+        uniforms = [self.dropout.draw() for _ in range(3)]
         with torch.no_grad():
-            self.step(self.state, batch, noise, masks)
+            self.step(self.state, batch, noise, uniforms)
         sac.last_critic_grads = self.critic_grads
 
 

@@ -80,19 +80,23 @@ def layer_norm(x, scale, shift):
 class Switch:
     """A per-agent switch (OFN, LayerNorm): `switch(fn, x, *per_agent)` is fn(x, *per_agent) for the agents that
     have it on and x for the others (agent axis first). fn runs on those agents' slices only, so a switch costs
-    nothing where it is off; every agent's numbers are the ones fn gives on the whole stack."""
+    nothing where it is off; every agent's numbers are the ones fn gives on the whole stack.
 
-    def __init__(self, on, device):
+    The agents are cut into runs of neighbours with the same setting, [off, on, on, off] -> 0:1, 1:3, 3:4, and the
+    runs' results are joined again: slices with bounds fixed in advance, which a compiled graph turns into plain
+    loops (an index tensor would make it gather and scatter every element)."""
+
+    def __init__(self, on, device=None):
         self.on = list(map(bool, on))
-        self.index = torch.tensor([i for i, x in enumerate(self.on) if x], dtype=torch.long, device=device)
+        starts = [i for i in range(len(self.on)) if i == 0 or self.on[i] != self.on[i - 1]]
+        self.runs = [(a, b, self.on[a]) for a, b in zip(starts, starts[1:] + [len(self.on)])]
 
     def __call__(self, fn, x, *per_agent):
         if all(self.on):
             return fn(x, *per_agent)
         if not any(self.on):
             return x
-        mine = [t.index_select(0, self.index) for t in (x, *per_agent)]
-        return x.index_copy(0, self.index, fn(*mine))
+        return torch.cat([fn(x[a:b], *(t[a:b] for t in per_agent)) if on else x[a:b] for a, b, on in self.runs])
 
 
 class Critic(nn.Module):
@@ -176,8 +180,10 @@ class Actor(nn.Module):
         for layer in [*self.layers, self.head]:
             layer.reset_agent(i, generator)
 
-    def forward(self, obs, noise=None):
-        """Sample a = tanh(mu + std * noise) with its log-probability; noise=None gives tanh(mu)."""
+    def forward(self, obs, noise=None, log_prob=True):
+        """Sample a = tanh(mu + std * noise) with its log-probability; noise=None gives tanh(mu).
+
+        log_prob=False skips the log-probability (None in its place): acting needs the action only."""
         x = obs
         for layer in self.layers:
             x = F.relu(layer(x))
@@ -188,7 +194,9 @@ class Actor(nn.Module):
         if noise is None:
             return torch.tanh(mu), None
         u = mu + log_std.exp() * noise
+        if not log_prob:
+            return torch.tanh(u), None
         # log N(u; mu, std) - log|det da/du|, with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
-        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
-        return torch.tanh(u), log_prob
+        logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), logp

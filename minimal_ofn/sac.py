@@ -131,7 +131,7 @@ class SAC:
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """obs [N, ds] -> action [N, da]."""
         noise = None if deterministic else self.noise(1, self.act_dim)
-        return self.actor(obs.unsqueeze(1), noise)[0].squeeze(1)
+        return self.actor(obs.unsqueeze(1), noise, log_prob=False)[0].squeeze(1)
 
     def update(self, batch: dict) -> None:
         """One SAC update of all N agents on a batch [N, B, ...] (see the module docstring)."""

@@ -175,6 +175,8 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
         steps = int(cmd[cmd.index("--total-timesteps") + 1] if "--total-timesteps" in cmd else cmd[cmd.index("--steps") + 1])
         seen.append((cmd, env))
         per_step = 0.028 if "--env-id" in cmd else 0.010 if "update" in cmd else 0.014
+        if "--mc_every" in cmd:  # the same work as CleanRL's: no rollouts within the run
+            per_step -= 0.001
         return 5.0 + per_step * steps
 
     monkeypatch.setattr(bench, "_timed", fake_timed)
@@ -182,9 +184,15 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
     assert r["rows"]["cleanrl"]["ms_per_env_step"] == pytest.approx(28.0)
     assert r["rows"]["ours"]["ms_per_env_step"] == pytest.approx(14.0)
     assert r["rows"]["ours compiled"]["ms_per_env_step"] == pytest.approx(10.0)
+    assert r["rows"]["ours compiled, same work"]["ms_per_env_step"] == pytest.approx(9.0)
     assert "2.00x CleanRL" in bench.format_yardstick(r) and "2.80x CleanRL" in bench.format_yardstick(r)
-    assert len(seen) == 2 * 2 * 3  # pairs x (long, short) x kinds
-    for cmd, env in seen:  # one thread each, and CleanRL finds its cleanrl_utils one level above the script
+    assert "3.11x CleanRL" in bench.format_yardstick(r)
+    warm_up, *seen = seen  # one untimed compiled run first, so that no timed run compiles cold
+    assert "update" in warm_up[0] and int(warm_up[0][warm_up[0].index("--steps") + 1]) < 2000
+    assert len(seen) == 2 * 2 * 5  # pairs x (long, short) x kinds
+    for cmd, env in seen:
+        if "--mc_every" in cmd:  # past the end of the longest run: no rollout and no evaluation within it
+            assert min(int(cmd[cmd.index(k) + 1]) for k in ("--mc_every", "--eval_every")) > 4000  # one thread each, and CleanRL finds its cleanrl_utils one level above the script
         assert env["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in env
         if "--env-id" in cmd:
             assert cmd[0] == "/venv/python" and env["PYTHONPATH"] == str(tmp_path) and "HalfCheetah-v4" in cmd

@@ -6,9 +6,10 @@ Tiny networks keep the compile short; still, each test compiles once (tens of se
 import pytest
 import torch
 
-from minimal_ofn.compiled import CompiledUpdate, compile_update, optimizer_step
+from minimal_ofn.compiled import CompiledUpdate, DropoutNoise, compile_update, optimizer_step
 from minimal_ofn.config import Config
 from minimal_ofn.diagnostics import critic_diagnostics
+from minimal_ofn.networks import Critic
 from minimal_ofn.optim import StackedOptimizer
 from minimal_ofn.sac import SAC
 
@@ -136,3 +137,24 @@ def test_compiled_update_keeps_a_frozen_agent_frozen_under_nan_gradients_as_eage
     for mine, theirs in zip(eager.state_tensors(), compiled.state_tensors()):
         torch.testing.assert_close(theirs[[0, 2, 3]], mine[[0, 2, 3]], rtol=1e-4, atol=1e-5)
     assert not torch.equal(compiled.state_tensors()[0][0], first)  # the others did learn
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dropout_noise_gives_the_masks_of_dropout_mask_bit_for_bit_from_the_same_streams(seed):
+    # The compiled update draws the uniforms outside its graph and makes the masks inside it: every value and
+    # every agent's random stream must be what sac.py's dropout_masks gives (the story's runs depend on it).
+    rates = torch.rand(5, generator=torch.Generator().manual_seed(seed)).tolist()
+    rates = [0.0, rates[1] * 0.5, 0.0, 0.01, rates[4] * 0.9]  # off, any rate, DroQ's rate, off first
+    critic = Critic(5, OBS, ACT, 16, 2, [False] * 5, rates, [False] * 5)
+    streams = [[torch.Generator().manual_seed(100 * seed + i) for i in range(5)] for _ in range(2)]
+    noise = DropoutNoise(critic, BATCH, streams[1])
+    for _ in range(3):  # as an update draws them: three sets in a row
+        mine, theirs = critic.dropout_masks(BATCH, streams[0]), noise.masks(noise.draw())
+        assert len(mine) == len(theirs) == 2
+        for a, b in zip(mine, theirs):
+            assert a.shape == b.shape == (5, 2, BATCH, 16) and torch.equal(a, b)
+            assert (a[[0, 2]] == 1).all() and set(a[3].unique().tolist()) <= {0.0, torch.tensor(1.0 / 0.99).item()}
+    for g0, g1 in zip(*streams):  # the same numbers were used up
+        assert torch.equal(torch.rand(4, generator=g0), torch.rand(4, generator=g1))
+    no_dropout = DropoutNoise(Critic(2, OBS, ACT, 16, 2, [False] * 2, [0.0] * 2, [False] * 2), BATCH, streams[0])
+    assert no_dropout.draw() is None and no_dropout.masks(None) is None

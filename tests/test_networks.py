@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minimal_ofn.networks import Critic, StackedLinear
+from minimal_ofn.networks import Critic, StackedLinear, Switch
 from minimal_ofn.ofn import ofn
 
 
@@ -136,3 +136,21 @@ def test_switches_computed_on_their_agents_only_give_bitwise_what_every_agent_co
         results.append([q, pi, logp, *[torch.zeros(()) if x is None else x for x in grads]])
     for mine, main in zip(*results):
         assert torch.equal(mine, main)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_switch_applies_fn_to_the_agents_that_have_it_on_and_only_to_them(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 7, (), generator=g))
+    on = (torch.rand(n, generator=g) < 0.5).tolist()
+    x, shift = torch.randn(n, 2, 3, 4, generator=g), torch.randn(n, 2, 1, 4, generator=g)
+    seen = []
+
+    def fn(x, shift):  # per agent, and it records how many agents it was given
+        seen.append(x.shape[0])
+        return x * 2 + shift
+
+    y = Switch(on)(fn, x, shift)
+    want = torch.where(torch.tensor(on).view(-1, 1, 1, 1), x * 2 + shift, x)
+    assert y.shape == x.shape and torch.equal(y, want)
+    assert sum(seen) == sum(on)  # fn never ran on an agent with the switch off
