@@ -209,7 +209,10 @@ COMPILED_ROWS = [  # name, preset, variants (one agent each)
 
 
 def stack_configs(preset_name, variants, device, **changes) -> list:
-    """One Config per agent: the preset with each named variant (config.VARIANTS), seeds 0, 1, ..."""
+    """One Config per agent: the preset with each named variant (config.VARIANTS), seeds 0, 1, ...
+
+    compile="off" unless changes say otherwise: a row compiles its stack itself where it means to."""
+    changes = {"compile": "off", **changes}
     return [preset(preset_name, seed=i, device=device.type, **VARIANTS[v], **changes) for i, v in enumerate(variants)]
 
 
@@ -321,7 +324,8 @@ def lockstep_loop(device, updates, seed_steps, max_seconds=20.0) -> dict:
 
     Stops early once max_seconds have been spent in the timed part (a busy machine), and says so."""
     utd = 32
-    configs = [preset("tutorial", seed=i, utd=utd, seed_steps=seed_steps, device=device.type) for i in range(5)]
+    configs = [preset("tutorial", seed=i, utd=utd, seed_steps=seed_steps, device=device.type, compile="off")
+               for i in range(5)]
     run = Lockstep(configs, progress=False)
     while run.t <= seed_steps:  # the random phase, then one step with its first utd updates as warm-up
         run.env_step()
@@ -375,8 +379,8 @@ def _timed(cmd, env, cwd=None, cap=None) -> float:
 
 
 def _train_cmd(args, out, compiled=False) -> list:
-    # Ours as users run it: `python -m minimal_ofn.train`, with `--compile update` for the compiled whole update.
-    entry = ["-m", "minimal_ofn.train", *(["--compile", "update"] if compiled else [])]
+    # Ours as users run it: `python -m minimal_ofn.train`, eager (sac.py) or the compiled whole update (compiled.py).
+    entry = ["-m", "minimal_ofn.train", "--compile", "update" if compiled else "off"]
     return [sys.executable, *entry, *args, "--out", str(out), "--no-progress"]
 
 
@@ -439,7 +443,7 @@ YARDSTICK_KINDS = {  # name: (compiled, extra train args)
     "ours compiled, same work": (True, SAME_WORK)}
 
 
-def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps=4000, short_steps=2000) -> dict:
+def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps=6000, short_steps=2000) -> dict:
     """CleanRL's own sac_continuous_action.py against `minimal_ofn.train`, whole processes, one thread each.
 
     HalfCheetah (CleanRL: -v4 with its gymnasium 0.29; ours: -v5), UTD 1, 2x256, batch 256, 1000 random steps.

@@ -19,8 +19,12 @@ from .optim import KINDS
 
 
 # "update": the whole SAC update (forward, backward, optimizer, Polyak) as one compiled graph (compiled.py);
-# on a GPU it also uses CUDA graphs. The others compile the forward passes only.
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "update")
+# on a GPU it also uses CUDA graphs. "auto": "update" for the training runs where it pays, else "off"
+# (Config.resolved_compile). The others compile the forward passes only.
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune", "update")
+# compile="auto" compiles a CPU run that plans at least this many lockstep updates: the compile (17-46 s cold, about
+# 5 s with Inductor's cache warm) paid for itself after 4k-12k updates in every bench row (docs/speed.md).
+AUTO_COMPILE_UPDATES = 20_000
 
 
 @dataclass
@@ -33,10 +37,12 @@ class Config:
     seed_steps: int = 5_000  # uniformly random actions before learning starts
     device: str = "auto"  # "auto" picks CUDA when present
     # "update": the whole SAC update as one compiled graph (compiled.py; on a GPU with CUDA graphs): 1.4-2.5x
-    # faster per update on CPU, after a compile of 1-5 minutes, so it pays on long runs (the story uses it).
-    # "default", "reduce-overhead", "max-autotune": torch.compile of the forward passes only (on CPU only compile
-    # time for no speed-up). Off by default: the eager update is the readable reference.
-    compile: str = "off"
+    # faster per update on CPU, after a compile of under a minute, so it pays on long runs (the story uses it).
+    # "off": sac.py's readable eager update, which the compiled one is tested equal to. "auto" (the default):
+    # "update" for a training run on CPU that plans AUTO_COMPILE_UPDATES updates or more and runs the package's own
+    # functions, "off" otherwise (on a GPU, ask for "update"). "default", "reduce-overhead", "max-autotune":
+    # torch.compile of the forward passes only (on CPU only compile time for no speed-up).
+    compile: str = "auto"
     # --- SAC
     batch_size: int = 256  # transitions per gradient update
     hidden: int = 256  # units per hidden layer, actor and critic
@@ -86,6 +92,17 @@ class Config:
             raise ValueError(f"device {self.device!r} asked for, but CUDA is not available ({why}, torch "
                              f"{torch.__version__}): use --device cpu, or auto to take CUDA when there is one")
         return device
+
+    def planned_updates(self) -> int:
+        """Lockstep updates a whole run makes: utd after each step from seed_steps on (utd.py), priming's first."""
+        return max(0, self.steps - max(self.seed_steps, 1) + 1) * self.utd + self.priming_updates
+
+    def resolved_compile(self, functions=None) -> str:
+        """The compile mode a training run uses: compile="auto" decided (see the field), the others as they are."""
+        if self.compile != "auto":
+            return self.compile
+        pays = self.planned_updates() >= AUTO_COMPILE_UPDATES and self.resolved_device().type == "cpu"
+        return "update" if pays and not functions else "off"
 
     def validate(self) -> "Config":
         """Raise ValueError with a one-line message for settings that cannot run."""

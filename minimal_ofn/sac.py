@@ -78,7 +78,9 @@ class SAC:
                              [c.critic_dropout for c in configs], [c.critic_layer_norm for c in configs], device)
         self.actor.ofn_fn = self.critic.ofn_fn = fn.ofn
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        if c0.compile not in ("off", "update"):  # the forward passes only: optimizer and RNG stay plain eager code
+        # compile "auto" is decided by the training loop, which knows how many updates the run plans
+        # (Config.resolved_compile); a SAC built on its own runs eager.
+        if c0.compile not in ("auto", "off", "update"):  # the forward passes only: optimizer and RNG stay eager
             for net in (self.actor, self.critic, self.critic_target):
                 net.forward = torch.compile(net.forward, mode=None if c0.compile == "default" else c0.compile)
         self.log_alpha = torch.zeros(n, device=device, requires_grad=True)

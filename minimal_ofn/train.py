@@ -92,7 +92,13 @@ class Lockstep:
         obs_dim = self.envs.single_observation_space.shape[0]
         self.act_dim = self.envs.single_action_space.shape[0]
         torch.manual_seed(seeds[0])  # nothing should draw from the global stream; this pins it if something does
-        self.sac = SAC(configs, obs_dim, self.act_dim, self.device, self.generators, functions)
+        self.compile = self.c0.resolved_compile(functions)  # "auto": compiled where the run is long enough to pay
+        if self.compile != self.c0.compile and self.compile == "update" and progress:
+            print(f"compile='auto': {self.c0.planned_updates():,} updates planned, so the whole update runs compiled "
+                  "(compiled.py, equal to sac.py's; the compile takes up to a minute at the first update; "
+                  "compile='off' runs sac.py's own)", file=sys.stderr)
+        self.sac = SAC([c.replace(compile=self.compile) for c in configs], obs_dim, self.act_dim, self.device,
+                       self.generators, functions)
         self.fn = self.sac.fn  # the functions this run uses (plug.py)
         self.buffer = ReplayBuffer(self.n, self.c0.buffer_size or self.c0.steps, obs_dim, self.act_dim, self.device)
         self.obs, _ = self.envs.reset(seed=seeds)

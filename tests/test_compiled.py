@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minimal_ofn.compiled import CompiledUpdate, DropoutNoise, compile_update, optimizer_step
-from minimal_ofn.config import Config
+from minimal_ofn.config import AUTO_COMPILE_UPDATES, Config
 from minimal_ofn.diagnostics import critic_diagnostics
 from minimal_ofn.networks import Critic
 from minimal_ofn.optim import StackedOptimizer
@@ -158,3 +158,32 @@ def test_dropout_noise_gives_the_masks_of_dropout_mask_bit_for_bit_from_the_same
         assert torch.equal(torch.rand(4, generator=g0), torch.rand(4, generator=g1))
     no_dropout = DropoutNoise(Critic(2, OBS, ACT, 16, 2, [False] * 2, [0.0] * 2, [False] * 2), BATCH, streams[0])
     assert no_dropout.draw() is None and no_dropout.masks(None) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_planned_updates_counts_what_the_training_loop_runs(seed):
+    from minimal_ofn.utd import utd_loop
+
+    g = torch.Generator().manual_seed(seed)
+    steps = int(torch.randint(1, 60, (), generator=g))
+    cfg = Config(steps=steps, seed_steps=int(torch.randint(0, steps + 1, (), generator=g)),
+                 utd=int(torch.randint(1, 5, (), generator=g)), priming_updates=int(torch.randint(0, 3, (), generator=g)))
+    assert cfg.planned_updates() == utd_loop(lambda: None, lambda: None, cfg.steps, cfg.utd, cfg.seed_steps) + \
+        cfg.priming_updates
+
+
+def test_compile_auto_compiles_the_long_cpu_runs_of_the_packages_own_functions_only():
+    from minimal_ofn.train import Lockstep
+
+    long = Config(env="Pendulum-v1", steps=AUTO_COMPILE_UPDATES // 4 + 10, seed_steps=10, utd=4, batch_size=8, hidden=8)
+    short = long.replace(steps=AUTO_COMPILE_UPDATES // 4 + 8)  # one lockstep step short of the threshold
+    assert long.compile == "auto" and long.planned_updates() >= AUTO_COMPILE_UPDATES > short.planned_updates()
+    assert (long.resolved_compile(), short.resolved_compile()) == ("update", "off")
+    assert long.resolved_compile({"ofn": lambda f, eps=1e-12: f}) == "off"  # a learner's function runs eager
+    assert long.replace(compile="off").resolved_compile() == "off"
+    assert long.replace(compile="default").resolved_compile() == "default"
+    assert isinstance(Lockstep([long], progress=False).sac.update, CompiledUpdate)  # built lazily: no compile yet
+    assert not isinstance(Lockstep([short], progress=False).sac.update, CompiledUpdate)
+    mine = Lockstep([long], progress=False, functions={"ofn": lambda f, eps=1e-12: f})
+    assert not isinstance(mine.sac.update, CompiledUpdate)
+    assert not isinstance(SAC([long], 3, 1, torch.device("cpu"), [torch.Generator()]).update, CompiledUpdate)
