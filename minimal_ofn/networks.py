@@ -86,7 +86,7 @@ class Switch:
     runs' results are joined again: slices with bounds fixed in advance, which a compiled graph turns into plain
     loops (an index tensor would make it gather and scatter every element)."""
 
-    def __init__(self, on, device=None):
+    def __init__(self, on):
         self.on = list(map(bool, on))
         starts = [i for i in range(len(self.on)) if i == 0 or self.on[i] != self.on[i - 1]]
         self.runs = [(a, b, self.on[a]) for a, b in zip(starts, starts[1:] + [len(self.on)])]
@@ -117,7 +117,7 @@ class Critic(nn.Module):
             self.ln_scale = nn.Parameter(torch.ones(n, 2, depth, 1, hidden))
             self.ln_shift = nn.Parameter(torch.zeros(n, 2, depth, 1, hidden))
         self.to(device)
-        self._ofn, self._ln = Switch(self.ofn, device), Switch(self.layer_norm, device)
+        self._ofn, self._ln = Switch(self.ofn), Switch(self.layer_norm)
         self._keep = torch.as_tensor([1.0 - p for p in self.dropout], device=device).view(n, 1, 1, 1)
 
     def reset_agent(self, i, generator):
@@ -174,7 +174,7 @@ class Actor(nn.Module):
         self.head = StackedLinear((n,), hidden, 2 * act_dim)
         self.to(device)
         self.ofn = list(map(bool, ofn))
-        self._ofn = Switch(self.ofn, device)
+        self._ofn = Switch(self.ofn)
 
     def reset_agent(self, i, generator):
         for layer in [*self.layers, self.head]:
