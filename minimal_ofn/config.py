@@ -39,8 +39,8 @@ class Config:
     # "update": the whole SAC update as one compiled graph (compiled.py; on a GPU with CUDA graphs): 1.4-2.5x
     # faster per update on CPU, after a compile of under a minute, so it pays on long runs (the story uses it).
     # "off": sac.py's readable eager update, which the compiled one is tested equal to. "auto" (the default):
-    # "update" for a training run on CPU that plans AUTO_COMPILE_UPDATES updates or more and runs the package's own
-    # functions, "off" otherwise (on a GPU, ask for "update"). "default", "reduce-overhead", "max-autotune":
+    # "update" for a training run on CPU that plans 20,000 updates or more (AUTO_COMPILE_UPDATES) and runs the
+    # package's own functions, "off" otherwise (on a GPU, ask for "update"). "default", "reduce-overhead", "max-autotune":
     # torch.compile of the forward passes only (on CPU only compile time for no speed-up).
     compile: str = "auto"
     # --- SAC
