@@ -254,19 +254,26 @@ def measure_compiled_row(preset_name, variants, device, repeats, block_seconds, 
             "break_even_updates": compile_s / (eager_s - compiled_s) if eager_s > compiled_s else math.inf}
 
 
+def _tutorial_stacks_ms(stacks: dict, device, repeats, block_seconds, warmup, compiled=False) -> dict:
+    """{name: ms per agent-update} of each stack {name: variants} at tutorial size, update only, interleaved."""
+    fns = {}
+    for name, variants in stacks.items():
+        sac = _new_sac(stack_configs("tutorial", variants, device), device)
+        if compiled:
+            compile_update(sac)
+        batch = random_batch(sac.n, sac.batch_size, device)
+        fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
+    seconds = _interleaved_medians(fns, device, repeats, block_seconds, warmup)
+    return {name: 1e3 * t / len(stacks[name]) for name, t in zip(fns, seconds)}
+
+
 def mixed_vs_homogeneous(device, repeats, block_seconds, warmup) -> dict:
     """Eager update only, ms per agent-update: the story's mixed stack against 5 baseline agents, interleaved.
 
     The mixed stack's extra cost is its switches: OFN and LayerNorm run on the agents that have them on
     only (networks.Switch), and dropout multiplies by per-agent masks."""
     stacks = {"homogeneous": ("baseline",) * len(STORY_MIX), "mixed": STORY_MIX}
-    fns = {}
-    for name, variants in stacks.items():
-        sac = _new_sac(stack_configs("tutorial", variants, device), device)
-        batch = random_batch(sac.n, sac.batch_size, device)
-        fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
-    ms = {name: 1e3 * t / len(STORY_MIX) for name, t in zip(fns, _interleaved_medians(fns, device, repeats,
-                                                                                     block_seconds, warmup))}
+    ms = _tutorial_stacks_ms(stacks, device, repeats, block_seconds, warmup)
     return {"variants": list(STORY_MIX), **{f"{k}_ms_per_agent_update": v for k, v in ms.items()},
             "ratio": ms["mixed"] / ms["homogeneous"]}
 
@@ -277,16 +284,8 @@ def mixed_vs_members(device, repeats, block_seconds, warmup, compiled=True) -> d
     A mixed stack cannot cost less than its members' own work (LayerNorm, dropout masks, OFN's norm are
     arithmetic a baseline agent does not do): the mean over the members' homogeneous stacks is the cost of that
     work with no mixing at all, so mixed / that mean is what mixing itself adds."""
-    n = len(STORY_MIX)
-    stacks = {"mixed": STORY_MIX, **{v: (v,) * n for v in dict.fromkeys(STORY_MIX)}}
-    fns = {}
-    for name, variants in stacks.items():
-        sac = _new_sac(stack_configs("tutorial", variants, device), device)
-        if compiled:
-            compile_update(sac)
-        batch = random_batch(sac.n, sac.batch_size, device)
-        fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
-    ms = dict(zip(fns, (1e3 * t / n for t in _interleaved_medians(fns, device, repeats, block_seconds, warmup))))
+    stacks = {"mixed": STORY_MIX, **{v: (v,) * len(STORY_MIX) for v in dict.fromkeys(STORY_MIX)}}
+    ms = _tutorial_stacks_ms(stacks, device, repeats, block_seconds, warmup, compiled)
     members = statistics.mean(ms[v] for v in STORY_MIX)
     return {"compiled": compiled, "ms_per_agent_update": ms, "members_mean": members,
             "mixed_over_members": ms["mixed"] / members, "mixed_over_baseline": ms["mixed"] / ms["baseline"]}

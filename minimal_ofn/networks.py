@@ -118,7 +118,6 @@ class Critic(nn.Module):
             self.ln_shift = nn.Parameter(torch.zeros(n, 2, depth, 1, hidden))
         self.to(device)
         self._ofn, self._ln = Switch(self.ofn), Switch(self.layer_norm)
-        self._keep = torch.as_tensor([1.0 - p for p in self.dropout], device=device).view(n, 1, 1, 1)
 
     def reset_agent(self, i, generator):
         for layer in [*self.layers, self.head]:
@@ -136,7 +135,7 @@ class Critic(nn.Module):
         if not any(self.dropout):
             return None
         depth = len(self.layers)
-        masks = torch.ones(depth, self.n, 2, batch, self.hidden, device=self._keep.device)
+        masks = torch.ones(depth, self.n, 2, batch, self.hidden, device=self.head.weight.device)
         for i, (p, g) in enumerate(zip(self.dropout, generators)):
             if p > 0:
                 masks[:, i] = mask_fn(p, (depth, 2, batch, self.hidden), g)

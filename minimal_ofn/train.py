@@ -93,7 +93,7 @@ class Lockstep:
         self.act_dim = self.envs.single_action_space.shape[0]
         torch.manual_seed(seeds[0])  # nothing should draw from the global stream; this pins it if something does
         self.compile = self.c0.resolved_compile(functions)  # "auto": compiled where the run is long enough to pay
-        if self.compile != self.c0.compile and self.compile == "update" and progress:
+        if self.c0.compile == "auto" and self.compile == "update" and progress:
             print(f"compile='auto': {self.c0.planned_updates():,} updates planned, so the whole update runs compiled "
                   "(compiled.py, equal to sac.py's; the compile takes up to a minute at the first update; "
                   "compile='off' runs sac.py's own)", file=sys.stderr)
