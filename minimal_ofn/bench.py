@@ -150,7 +150,9 @@ def matmul_floor(batch, hidden, depth, n, device, repeats) -> float:
 
     No update of these shapes can be faster with these kernels: everything else (activations, losses,
     Adam, Polyak, python) comes on top."""
-    shapes = update_matmuls(batch, hidden, depth, OBS_DIM, ACT_DIM, n)
+    # The critic head's products (one output column: forward, weight gradient; its input gradient has k = 1) run as
+    # multiply-and-sum (networks.StackedLinear), not as BLAS calls: they belong to the elementwise work.
+    shapes = [(s, m, k, o) for s, m, k, o in update_matmuls(batch, hidden, depth, OBS_DIM, ACT_DIM, n) if 1 not in (k, o)]
     operands = [(torch.randn(s, m, k, device=device), torch.randn(s, k, o, device=device),
                  torch.empty(s, m, o, device=device)) for s, m, k, o in shapes]
 
@@ -478,7 +480,16 @@ def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps
     rows = {k: {"long_s": t[long_steps], "short_s": t[short_steps],
                 "ms_per_env_step": 1e3 * statistics.median(a - b for a, b in zip(t[long_steps], t[short_steps])) / span}
             for k, t in times.items()}
-    return {"pairs": pairs, "long_steps": long_steps, "short_steps": short_steps, "rows": rows}
+    # The ceiling: a learning step of ours does at least one update, and no update beats its matrix products alone
+    # (matmul_floor, one thread, as the runs had). So CleanRL's ms / the floor's ms bounds every row's ratio.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        floor_ms = 1e3 * matmul_floor(256, 256, 2, 1, torch.device("cpu"), repeats=5)
+    finally:
+        torch.set_num_threads(before)
+    return {"pairs": pairs, "long_steps": long_steps, "short_steps": short_steps, "rows": rows,
+            "matmul_floor_ms": floor_ms}
 
 
 def format_yardstick(r: dict) -> str:
@@ -490,6 +501,11 @@ def format_yardstick(r: dict) -> str:
         lines.append(f"  {name:<24} {w['ms_per_env_step']:>6.2f} ms per env step   {ref / w['ms_per_env_step']:>5.2f}x "
                      f"CleanRL   (runs: {', '.join(f'{x:.0f}' for x in w['long_s'])} s and "
                      f"{', '.join(f'{x:.0f}' for x in w['short_s'])} s)")
+    if "matmul_floor_ms" in r:
+        floor = r["matmul_floor_ms"]
+        lines.append(f"  ceiling: one update's matrix products alone take {floor:.2f} ms here (bench.matmul_floor, "
+                     f"paper size, 1 agent, 1 thread, measured after the runs); a learning step of ours does an update, "
+                     f"so no row can beat {ref / floor:.2f}x CleanRL on this machine, whatever else gets faster")
     if any("same work" in name for name in r["rows"]):
         lines.append("  (same work: ours without evaluation episodes and Monte Carlo rollouts during the run, which "
                      "CleanRL's script does not do; the other rows run ours with its defaults)")

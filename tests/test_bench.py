@@ -180,7 +180,11 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
         return 5.0 + per_step * steps
 
     monkeypatch.setattr(bench, "_timed", fake_timed)
+    floors = []  # the ceiling's floor: paper size, one agent, measured at one thread
+    monkeypatch.setattr(bench, "matmul_floor", lambda *a, **k: floors.append((a, torch.get_num_threads())) or 0.007)
     r = bench.yardstick(script, "/venv/python", pairs=2)
+    assert floors == [((256, 256, 2, 1, torch.device("cpu")), 1)]
+    assert "no row can beat 4.00x CleanRL" in bench.format_yardstick(r)  # 28 ms / 7 ms
     assert r["rows"]["cleanrl"]["ms_per_env_step"] == pytest.approx(28.0)
     assert r["rows"]["ours"]["ms_per_env_step"] == pytest.approx(14.0)
     assert r["rows"]["ours compiled"]["ms_per_env_step"] == pytest.approx(10.0)
