@@ -182,7 +182,13 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
     monkeypatch.setattr(bench, "_timed", fake_timed)
     floors = []  # the ceiling's floor: paper size, one agent, measured at one thread
     monkeypatch.setattr(bench, "matmul_floor", lambda *a, **k: floors.append((a, torch.get_num_threads())) or 0.007)
-    r = bench.yardstick(script, "/venv/python", pairs=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the bench process's own setting: the floor must still be measured at one thread
+    try:
+        r = bench.yardstick(script, "/venv/python", pairs=2)
+        assert torch.get_num_threads() == 2  # and the process's setting comes back
+    finally:
+        torch.set_num_threads(before)
     assert floors == [((256, 256, 2, 1, torch.device("cpu")), 1)]
     assert "no row can beat 4.00x CleanRL" in bench.format_yardstick(r)  # 28 ms / 7 ms
     assert r["rows"]["cleanrl"]["ms_per_env_step"] == pytest.approx(28.0)

@@ -34,15 +34,26 @@ def test_critic_ofn_is_per_agent_and_bounds_q_by_head_weights():
     assert (q[1].abs() <= bound.unsqueeze(-1) + 1e-5).all()
 
 
-def test_stacked_linear_equals_separate_linear_layers():
-    layer = StackedLinear((3, 2), 4, 6)
-    for i in range(3):
-        layer.reset_agent(i, torch.Generator().manual_seed(i))
-    x = torch.randn(3, 2, 10, 4)
+@pytest.mark.parametrize("d_out", [6, 1])  # 1: the critic's head, computed as multiply-and-sum
+def test_stacked_linear_equals_separate_linear_layers(d_out):
+    g = torch.Generator().manual_seed(d_out)
+    layer = StackedLinear((3, 2), 4, d_out)
+    with torch.no_grad():  # random biases too: reset_agent zeroes them, which would hide a dropped bias
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=g))
+        layer.bias.copy_(torch.randn(layer.bias.shape, generator=g))
+    x = torch.randn(3, 2, 10, 4, generator=g, requires_grad=True)
     y = layer(x)
+    assert y.shape == (3, 2, 10, d_out)
+    upstream = torch.randn(y.shape, generator=g)
+    grads = torch.autograd.grad((y * upstream).sum(), [x, layer.weight, layer.bias])
     for i in range(3):
         for j in range(2):
-            torch.testing.assert_close(y[i, j], x[i, j] @ layer.weight[i, j] + layer.bias[i, j])
+            xi = x[i, j].detach().requires_grad_()
+            wi, bi = layer.weight[i, j].detach().requires_grad_(), layer.bias[i, j].detach().requires_grad_()
+            yi = xi @ wi + bi
+            torch.testing.assert_close(y[i, j], yi)
+            for got, want in zip(grads, torch.autograd.grad((yi * upstream[i, j]).sum(), [xi, wi, bi])):
+                torch.testing.assert_close(got[i, j], want)
 
 
 def test_dropout_masks_only_for_agents_with_dropout_and_scaled():
