@@ -152,7 +152,7 @@ def matmul_floor(batch, hidden, depth, n, device, repeats) -> float:
     Adam, Polyak, python) comes on top."""
     # The critic head's products (one output column: forward, weight gradient; its input gradient has k = 1) run as
     # multiply-and-sum (networks.StackedLinear), not as BLAS calls: they belong to the elementwise work.
-    shapes = [(s, m, k, o) for s, m, k, o in update_matmuls(batch, hidden, depth, OBS_DIM, ACT_DIM, n) if 1 not in (k, o)]
+    shapes = [shape for shape in update_matmuls(batch, hidden, depth, OBS_DIM, ACT_DIM, n) if 1 not in shape[2:]]
     operands = [(torch.randn(s, m, k, device=device), torch.randn(s, k, o, device=device),
                  torch.empty(s, m, o, device=device)) for s, m, k, o in shapes]
 
@@ -504,8 +504,8 @@ def format_yardstick(r: dict) -> str:
     if "matmul_floor_ms" in r:
         floor = r["matmul_floor_ms"]
         lines.append(f"  ceiling: one update's matrix products alone take {floor:.2f} ms here (bench.matmul_floor, "
-                     f"paper size, 1 agent, 1 thread, measured after the runs); a learning step of ours does an update, "
-                     f"so no row can beat {ref / floor:.2f}x CleanRL on this machine, whatever else gets faster")
+                     f"paper size, 1 agent, 1 thread, measured after the runs); a learning step of ours does an "
+                     f"update, so no row can beat {ref / floor:.2f}x CleanRL on this machine, whatever else gets faster")
     if any("same work" in name for name in r["rows"]):
         lines.append("  (same work: ours without evaluation episodes and Monte Carlo rollouts during the run, which "
                      "CleanRL's script does not do; the other rows run ours with its defaults)")
