@@ -455,8 +455,9 @@ def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps
     env = _clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **{threads.OFF: "torch"})
     # CleanRL imports cleanrl_utils from its repository's root, one level above the script.
     clean_env = {**env, "PYTHONPATH": str(script.parent.parent)}
-    ours_args = ["--env", "HalfCheetah-v5", "--utd", "1", "--batch_size", "256", "--hidden", "256", "--depth", "2",
-                 "--seed_steps", "1000", "--device", "cpu"]
+    batch, hidden, depth = 256, 256, 2  # the runs' sizes, and the ceiling's
+    ours_args = ["--env", "HalfCheetah-v5", "--utd", "1", "--batch_size", str(batch), "--hidden", str(hidden),
+                 "--depth", str(depth), "--seed_steps", "1000", "--device", "cpu"]
     kinds = ["cleanrl"] + [k for k, (c, _) in YARDSTICK_KINDS.items() if compiled or not c]
     times = {k: {long_steps: [], short_steps: []} for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
@@ -467,7 +468,7 @@ def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps
                 for kind in kinds:
                     if kind == "cleanrl":
                         cmd = [cleanrl_python, str(script), "--env-id", "HalfCheetah-v4", "--total-timesteps",
-                               str(steps), "--learning-starts", "1000", "--batch-size", "256", "--seed", str(p + 1),
+                               str(steps), "--learning-starts", "1000", "--batch-size", str(batch), "--seed", str(p + 1),
                                "--no-cuda"]
                         times[kind][steps].append(_timed(cmd, clean_env, cwd=tmp))
                     else:
@@ -485,7 +486,7 @@ def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        floor_ms = 1e3 * matmul_floor(256, 256, 2, 1, torch.device("cpu"), repeats=5)
+        floor_ms = 1e3 * matmul_floor(batch, hidden, depth, 1, torch.device("cpu"), repeats=5)
     finally:
         torch.set_num_threads(before)
     return {"pairs": pairs, "long_steps": long_steps, "short_steps": short_steps, "rows": rows,
