@@ -26,7 +26,7 @@ from minimal_ofn import experiment as ex  # noqa: E402
 from minimal_ofn.config import Config  # noqa: E402
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason='Ray is not installed: pip install -e ".[cluster]"')
+                               reason='Ray is not installed: pip install -e ".[dev]"')
 
 # 2 variants x 2 seeds (one stack of 4 agents), the smallest nets that still run everything: the random phase,
 # learning, evaluation, Monte Carlo diagnostics, checkpoints every 50 steps. (Two stacks side by side: the last test.)
