@@ -16,6 +16,7 @@ and "priming" (K updates on the random seed transitions first); join them with "
 e.g. "ofn+priming".
 """
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -114,6 +115,17 @@ def load_results(folder) -> dict:
     return out
 
 
+def failed_runs(utd_dir) -> dict:
+    """{variant: {seed: why and where}} for the runs under utd_dir whose summary.json says they failed."""
+    out = {}
+    for path in sorted(Path(utd_dir).glob("*/seed*/summary.json")):
+        failure = json.loads(path.read_text()).get("failed")
+        seed = path.parent.name[4:]
+        if failure:
+            out.setdefault(path.parent.parent.name, {})[int(seed) if seed.isdigit() else seed] = failure
+    return out
+
+
 def plot_results(folder) -> list[Path]:
     """One story figure and one table per UTD; returns the files written."""
     import matplotlib.pyplot as plt
@@ -125,8 +137,9 @@ def plot_results(folder) -> list[Path]:
         fig.savefig(Path(folder) / f"figure_utd{utd}.png", dpi=120)
         plt.close(fig)
         table = Path(folder) / f"table_utd{utd}.txt"
-        table.write_text(summary_table(results) + "\n")
-        print(f"UTD {utd}\n{summary_table(results)}\n")
+        text = summary_table(results, failed_runs(Path(folder) / f"utd{utd}"))
+        table.write_text(text + "\n")
+        print(f"UTD {utd}\n{text}\n")
         written += [Path(folder) / f"figure_utd{utd}.png", table]
     return written
 

@@ -145,19 +145,27 @@ def summary_numbers(runs: list[list[dict]]) -> dict:
     return out
 
 
-def summary_table(results: dict) -> str:
+def summary_table(results: dict, failed: dict | None = None) -> str:
     """Plain-text table, one line per variant: peak Q, and at that step the MC return and Q - soft MC return
-    (> 0: Q above what the policy's rollouts earned, entropy bonus included); final return."""
+    (> 0: Q above what the policy's rollouts earned, entropy bonus included); final return.
+
+    failed: {variant: {seed: summary.json's "failed"}} for runs that stopped on a non-finite value. Their rows
+    end where they failed and still count in the means; the seeds column says how many failed, and a line
+    under the table says where and why, so that a number built on a failed run is never read as a finished one."""
+    failed = failed or {}
     header = ("variant", "seeds", "peak Q", "at step", "MC return", "Q - soft MC", "final return")
     lines = [header]
     for name, runs in results.items():
         s = summary_numbers(runs)
-        lines.append((name, str(s["seeds"]), f"{s['peak_q']:.2f}", str(s["peak_step"]), f"{s['mc_at_peak']:.2f}",
+        seeds = str(s["seeds"]) + (f" ({len(failed[name])} failed)" if failed.get(name) else "")
+        lines.append((name, seeds, f"{s['peak_q']:.2f}", str(s["peak_step"]), f"{s['mc_at_peak']:.2f}",
                       f"{s['q_minus_soft_mc']:.1f}", f"{s['final_return']:.1f}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
             for line in lines]
-    return "\n".join([text[0], "-" * len(text[0]), *text[1:]])
+    notes = [f"failed: {name} seed {seed} at step {f['step']} (frozen at step {f['frozen_at_step']}): {f['why']}"
+             for name in results for seed, f in sorted(failed.get(name, {}).items())]
+    return "\n".join([text[0], "-" * len(text[0]), *text[1:], *notes])
 
 
 # ---- the tutorials' helpers

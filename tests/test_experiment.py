@@ -219,6 +219,26 @@ def test_plot_cli_reads_a_results_folder(tmp_path, capsys):
     ex.main(["plot", str(tmp_path)])
     assert (tmp_path / "figure_utd32.png").stat().st_size > 10_000
     assert "200.00" in (tmp_path / "table_utd32.txt").read_text()
+    assert "failed" not in (tmp_path / "table_utd32.txt").read_text()
+
+
+def test_the_table_marks_a_failed_run_and_says_where_and_why(tmp_path, capsys):
+    import json
+
+    for seed in range(3):
+        folder = tmp_path / "utd32" / "baseline" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        with open(folder / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRICS)
+            w.writeheader()
+            w.writerows(rows(q=100.0))
+        failure = {"step": 2000, "updates": 32000, "frozen_at_step": 1000, "why": "critic_loss is nan"}
+        (folder / "summary.json").write_text(json.dumps({"failed": failure if seed == 1 else None}))
+    ex.main(["plot", str(tmp_path)])
+    table = (tmp_path / "table_utd32.txt").read_text().splitlines()
+    assert table[2].startswith("baseline") and "3 (1 failed)" in table[2]
+    assert table[3:] == ["failed: baseline seed 1 at step 2000 (frozen at step 1000): critic_loss is nan"]
+    assert "3 (1 failed)" in capsys.readouterr().out
 
 
 # ---- the command line's variant flags (each run's config.json read back)
