@@ -550,36 +550,66 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
     out, learned_evidence = [], None
     d, on = results["dissection"], results["online"]
 
-    def per_seed(x):
-        return ", ".join(_fmt(v) for v in x)
-
     for j in judged:
         if j["verdict"] != verdict:
             continue
         c, t = j["claim"], j["temperature"]
         a, b = scores[c.key, t]
         measured = c.measured.format(utd=p.utd, alpha=temperature_label(p, t))
-        line = f"- **{c.paper}** ({measured}): per seed {per_seed(a)}" + (f" against {per_seed(b)}." if b else ".")
+        line = f"- **{c.paper}** ({measured}): per seed {_per_seed(a)}" + (f" against {_per_seed(b)}." if b else ".")
         if c.key == "overestimation":
             late = {u: [late_value(r, p.seed_steps, "mc_soft_return") for r in on[u]["baseline"]] for u in (p.utd, "1x")}
             alpha = {u: [r[-1]["temperature"] for r in on[u]["baseline"]] for u in (p.utd, "1x")}
-            line += (f" Late soft MC returns: {per_seed(late[p.utd])} at UTD {p.utd} (final alpha "
-                     f"{per_seed(alpha[p.utd])}), {per_seed(late['1x'])} at UTD 1 (final alpha {per_seed(alpha['1x'])}).")
+            line += (f" Late soft MC returns: {_per_seed(late[p.utd])} at UTD {p.utd} (final alpha "
+                     f"{_per_seed(alpha[p.utd])}), {_per_seed(late['1x'])} at UTD 1 (final alpha {_per_seed(alpha['1x'])}).")
         if c.key == "high_utd_hurts":
             line += (" For comparison (published, not measured here: Nikishin et al. 2022, 10 seeds, 2x256): on "
                      "cheetah-run UTD 32 without resets against UTD 1 gave 109 vs 18 at 20k steps and 869 vs 788 at "
                      "500k; high UTD lost there on humanoid-run (25 vs 105) and quadruped-run (189 vs 515) at 500k, "
                      "budgets beyond this CPU.")
+        if c.key == "ofn_learns":
+            line += " " + _ofn_alignment_evidence(on[p.utd], p)
         if c.key == "priming_explodes":
             fixed = [log_peak_over_bound(r, "q_replay", act_dim["dissection"], gamma) for r in d["fixed"]["adam"]]
             line += (f" The same Adam update on {p.dissect_env}'s random buffer with alpha fixed at "
-                     f"{p.dissect_fixed_alpha:g} reached log10(peak |Q| / B) of {per_seed(fixed)} in "
+                     f"{p.dissect_fixed_alpha:g} reached log10(peak |Q| / B) of {_per_seed(fixed)} in "
                      f"{p.dissect_updates} updates (part 1).")
         if verdict == stats.UNRESOLVED and c.part == "dissection" and t == "learned":
             learned_evidence = learned_evidence or _learned_alpha_evidence(d, p, act_dim["dissection"], gamma)
             line += " " + learned_evidence
         out.append(line)
     return out
+
+
+def _ofn_alignment_evidence(arms: dict, p: Protocol) -> str:
+    """What OFN's runs did while learning: the alignment (diagnostics.py) against the baseline's numbers, and the two
+    arms compared at the last evaluation instead of over the whole run."""
+    def over_learning(runs, key, pick):
+        return [pick((r[key] for r in rows if r["step"] > p.seed_steps and math.isfinite(r.get(key, math.nan))),
+                     default=math.nan) for rows in runs]  # nan: a run from before that metric was logged
+
+    def last_eval(runs):
+        return [next((r["eval_return"] for r in reversed(rows) if math.isfinite(r["eval_return"])), math.nan)
+                for rows in runs]
+
+    def both(key, pick):
+        ofn, base = (_per_seed(over_learning(arms[arm], key, pick)) for arm in ("ofn", "baseline"))
+        return f"{ofn} (baseline {base})"
+
+    text = (f"How far OFN's critic aligned its features with its head while learning (tutorial 5's transient): the "
+            f"largest batch-mean cos(phi, w) was {both('cos_phi_w', max)}, the smallest spread of Q over a batch "
+            f"{both('q_spread', min)}, and the lowest evaluation return {both('eval_return', min)}.")
+    last = {arm: last_eval(arms[arm]) for arm in ("ofn", "baseline")}
+    if all(math.isfinite(v) for x in last.values() for v in x):
+        e = stats.effect(last["ofn"], last["baseline"])
+        text += (f" At the last evaluation (step {arms['ofn'][0][-1]['step']}), OFN minus baseline is "
+                 f"{_fmt(e['effect'])} [{_fmt(e['low'])}, {_fmt(e['high'])}] ({stats.verdict(e)}), returns "
+                 f"{_per_seed(last['ofn'])} against {_per_seed(last['baseline'])}.")
+    return text
+
+
+def _per_seed(x) -> str:
+    return ", ".join(_fmt(v) for v in x)
 
 
 def _learned_alpha_evidence(d: dict, p: Protocol, act_dim: int, gamma: float) -> str:
@@ -756,7 +786,8 @@ def main(argv=None):
         elif f.type not in (bool, "bool"):
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind)
     args = parser.parse_args(argv)
-    command = " ".join(["python -m minimal_ofn.story", *argv])
+    # The report names the command that makes its runs (--report-only only judges them again).
+    command = " ".join(["python -m minimal_ofn.story", *(a for a in argv if a != "--report-only")])
 
     def go():
         changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Protocol)
@@ -773,7 +804,13 @@ def main(argv=None):
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         out = Path(args.out)
-        lines = [] if args.report_only else run(p, out, args.jobs, not args.no_progress)
+        # The wall times are those of the run that made the runs: --report-only keeps the ones it saved.
+        times = out / "wall_times.json"
+        if args.report_only:
+            lines = json.loads(times.read_text()) if times.exists() else []
+        else:
+            lines = run(p, out, args.jobs, not args.no_progress)
+            times.write_text(json.dumps(lines, indent=1) + "\n")
         (out / "protocol.json").write_text(json.dumps(dataclasses.asdict(p), indent=2) + "\n")
         results, dims = load(p, out / "runs"), act_dims(p)
         gamma = cfgmod.Config.gamma

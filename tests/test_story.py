@@ -1,5 +1,6 @@
 """The story's statistics and claim machinery, on synthetic runs whose answers are known."""
 
+import json
 import math
 
 import numpy as np
@@ -199,6 +200,15 @@ def test_the_story_runs_end_to_end_writes_its_report_and_resumes_without_rerunni
     assert {m: m.stat().st_mtime_ns for m in metrics} == before
     again = (out / "story.md").read_text()
     assert again.split("Wall time of each stack")[0] == text.split("Wall time of each stack")[0]
+    # --report-only judges the runs again and keeps the wall times of the run that made them, and the report names
+    # the command that makes the runs, not the one that re-judged them.
+    timed = json.loads((out / "wall_times.json").read_text())
+    assert timed[-1].startswith("the whole story:") and "; ".join(timed) in again
+    story.main([*TINY_STORY, "--out", str(out), "--report-only"])
+    assert (out / "story.md").read_text() == again and "--report-only" not in again
+    (out / "wall_times.json").unlink()
+    story.main([*TINY_STORY, "--out", str(out), "--report-only"])
+    assert "Wall time of each stack" not in (out / "story.md").read_text()
 
 
 def test_the_story_refuses_a_task_whose_rewards_it_cannot_bound(tmp_path, capsys):
@@ -207,3 +217,34 @@ def test_the_story_refuses_a_task_whose_rewards_it_cannot_bound(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dm_control" in err[0] and "Pendulum-v1" in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_ofn_learns_evidence_reports_the_alignment_and_the_last_evaluation_from_the_runs():
+    p = Protocol(seeds=(0, 1, 2), seed_steps=10)
+
+    def run(cos, spread, returns, seed):  # one row per 10 steps; the first is in the random phase and must not count
+        rows = [dict(step=10 * (k + 1), cos_phi_w=c, q_spread=q, eval_return=r)
+                for k, (c, q, r) in enumerate(zip(cos, spread, returns))]
+        rows[0].update(cos_phi_w=1.0, q_spread=0.0, eval_return=-99.0)
+        rows[-1]["eval_return"] += seed
+        return rows
+
+    arms = {"ofn": [run([0, 0.2, 0.99, 0.5], [0, 0.5, 0.001, 0.3], [0, 5.0, 0.3, 30.0], s) for s in range(3)],
+            "baseline": [run([0, 0.1, 0.6, 0.4], [0, 1.0, 0.8, 0.9], [0, 20.0, 25.0, 10.0], s) for s in range(3)]}
+    text = story._ofn_alignment_evidence(arms, p)
+    assert "cos(phi, w) was 0.99, 0.99, 0.99 (baseline 0.6, 0.6, 0.6)" in text
+    assert "spread of Q over a batch 0.001, 0.001, 0.001 (baseline 0.8, 0.8, 0.8)" in text
+    assert "lowest evaluation return 0.3, 0.3, 0.3 (baseline 10, 11, 12)" in text
+    assert "At the last evaluation (step 40), OFN minus baseline is 20 [" in text and "(HOLDS)" in text
+    assert "returns 30, 31, 32 against 10, 11, 12." in text
+    for rows in arms["ofn"]:  # runs from before cos_phi_w was logged: nan, no crash
+        for r in rows:
+            del r["cos_phi_w"]
+    assert "cos(phi, w) was nan, nan, nan" in story._ofn_alignment_evidence(arms, p)
+
+
+def test_the_committed_report_gives_the_alignment_evidence_where_ofn_learns_is_not_shown():
+    p, judged = story.committed(["ofn_learns"])
+    report = (story.COMMITTED / "story.md").read_text()
+    line = next(t for t in report.splitlines() if t.startswith("- **With OFN, high-UTD SAC learns**"))
+    assert judged[0]["verdict"] != stats.HOLDS and "cos(phi, w) was" in line and "At the last evaluation" in line
