@@ -182,6 +182,8 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
     monkeypatch.setattr(bench, "_timed", fake_timed)
     floors = []  # the ceiling's floor: paper size, one agent, measured at one thread
     monkeypatch.setattr(bench, "matmul_floor", lambda *a, **k: floors.append((a, torch.get_num_threads())) or 0.007)
+    monkeypatch.setattr(bench, "step_floor", lambda: floors.append(("step", torch.get_num_threads()))
+                        or {"adam_s": 0.0005, "polyak_s": 0.0002, "env_s": 0.0001})
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the bench process's own setting: the floor must still be measured at one thread
     try:
@@ -189,8 +191,16 @@ def test_yardstick_learning_phase_is_the_difference_of_long_and_short_runs(monke
         assert torch.get_num_threads() == 2  # and the process's setting comes back
     finally:
         torch.set_num_threads(before)
-    assert floors == [((256, 256, 2, 1, torch.device("cpu")), 1)]
+    # one floor after every timed run, then the step floor: all at one thread
+    assert floors == [((256, 256, 2, 1, torch.device("cpu")), 1)] * (2 * 2 * 5) + [("step", 1)]
     assert "no row can beat 4.00x CleanRL" in bench.format_yardstick(r)  # 28 ms / 7 ms
+    assert "7.80 ms, so no row can beat 3.59x CleanRL" in bench.format_yardstick(r)  # 28 / (7 + 0.5 + 0.2 + 0.1)
+    # the ceiling takes the floors' median and names the fastest one seen
+    r = {**r, "matmul_floor_ms": 8.0, "matmul_floors_ms": [9.0, 8.0, 7.0]}
+    text = bench.format_yardstick(r)
+    assert "median of 3 measurements, one after each run, 7.00 to 9.00" in text
+    assert "no row can beat 3.50x CleanRL on this machine (4.00x at the fastest floor seen)" in text
+    assert "8.80 ms, so no row can beat 3.18x CleanRL (3.59x at the fastest floor seen)" in text
     assert r["rows"]["cleanrl"]["ms_per_env_step"] == pytest.approx(28.0)
     assert r["rows"]["ours"]["ms_per_env_step"] == pytest.approx(14.0)
     assert r["rows"]["ours compiled"]["ms_per_env_step"] == pytest.approx(10.0)
@@ -251,3 +261,17 @@ def test_mixed_against_its_members_compares_the_story_mix_with_each_member_stack
     assert r["mixed_over_members"] == pytest.approx(ms["mixed"] / r["members_mean"])
     assert r["mixed_over_baseline"] == pytest.approx(ms["mixed"] / ms["baseline"])
     assert "members' mean" in bench.format_members(r)
+
+
+def test_step_floor_times_adam_polyak_and_one_env_step_of_the_paper_sized_agent(monkeypatch):
+    sizes, made = [], []
+    real_sac = bench._new_sac
+    monkeypatch.setattr(bench, "_new_sac", lambda configs, device: sizes.append(
+        (configs[0].batch_size, configs[0].hidden, len(configs))) or real_sac(configs, device))
+    import minimal_ofn.envs as envs
+
+    make = envs.make_env
+    monkeypatch.setattr(envs, "make_env", lambda env_id, seed=None: made.append(env_id) or make(env_id, seed))
+    r = bench.step_floor(repeats=1)
+    assert sizes == [(256, 256, 1)] and made == ["HalfCheetah-v5"]
+    assert set(r) == {"adam_s", "polyak_s", "env_s"} and all(0 < v < 0.1 for v in r.values())
