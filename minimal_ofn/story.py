@@ -561,7 +561,8 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
             late = {u: [late_value(r, p.seed_steps, "mc_soft_return") for r in on[u]["baseline"]] for u in (p.utd, "1x")}
             alpha = {u: [r[-1]["temperature"] for r in on[u]["baseline"]] for u in (p.utd, "1x")}
             line += (f" Late soft MC returns: {_per_seed(late[p.utd])} at UTD {p.utd} (final alpha "
-                     f"{_per_seed(alpha[p.utd])}), {_per_seed(late['1x'])} at UTD 1 (final alpha {_per_seed(alpha['1x'])}).")
+                     f"{_per_seed(alpha[p.utd])}), {_per_seed(late['1x'])} at UTD 1 (final alpha "
+                     f"{_per_seed(alpha['1x'])}).")
         if c.key == "high_utd_hurts":
             line += (" For comparison (published, not measured here: Nikishin et al. 2022, 10 seeds, 2x256): on "
                      "cheetah-run UTD 32 without resets against UTD 1 gave 109 vs 18 at 20k steps and 869 vs 788 at "
