@@ -32,7 +32,7 @@ Then the story's mixed stack against five baseline agents, tutorial size, eager
 update only, per agent-update: what the per-agent switches cost.
 Last, an end-to-end figure: env steps/s of the training loop (train.Lockstep).
 
---compiled adds the compiled whole update (compiled.py) beside eager sac.py for
+--compiled adds the compiled whole update (SAC.compile) beside eager sac.py for
 one and five agents at paper and tutorial size and for the story's mixed stack
 (baseline, beta1=0, dropout+LayerNorm, AdamW decay, OFN), with compile times, and
 the end-to-end split (update / env / diagnostics) of the tutorials' stacks.
@@ -54,7 +54,6 @@ import numpy as np
 import torch
 
 from . import threads
-from .compiled import compile_update
 from .config import VARIANTS, preset
 from .plain_sac import PlainSAC
 from .sac import SAC, polyak_update
@@ -274,7 +273,7 @@ def _interleaved_medians(fns: dict, device, repeats, block_seconds, warmup) -> l
 
 
 def measure_compiled_row(preset_name, variants, device, repeats, block_seconds, warmup) -> dict:
-    """Seconds per lockstep update: eager sac.SAC.update against compiled.CompiledUpdate, same stack, interleaved.
+    """Seconds per lockstep update: eager sac.SAC.update against the same update compiled (SAC.compile), same stack, interleaved.
 
     compile_s: the first compiled call, trace + Inductor: cold, or from Inductor's on-disk cache when an earlier
     process compiled the same graph (run the bench twice to see both). Within one process a second SAC of the
@@ -282,7 +281,7 @@ def measure_compiled_row(preset_name, variants, device, repeats, block_seconds, 
     configs = stack_configs(preset_name, variants, device)
     eager, compiled = _new_sac(configs, device), _new_sac(configs, device)
     batch = random_batch(len(configs), configs[0].batch_size, device)
-    compile_update(compiled)
+    compiled.compile()
     compile_s = _seconds_per_call(lambda: compiled.update(batch), 1, device)
     fns = {"eager": lambda: eager.update(batch), "compiled": lambda: compiled.update(batch)}
     n = len(configs)
@@ -300,7 +299,7 @@ def _tutorial_stacks_ms(stacks: dict, device, repeats, block_seconds, warmup, co
     for name, variants in stacks.items():
         sac = _new_sac(stack_configs("tutorial", variants, device), device)
         if compiled:
-            compile_update(sac)
+            sac.compile()
         batch = random_batch(sac.n, sac.batch_size, device)
         fns[name] = lambda sac=sac, batch=batch: sac.update(batch)
     seconds = _interleaved_medians(fns, device, repeats, block_seconds, warmup)
@@ -346,7 +345,7 @@ def format_mixed(r: dict) -> str:
 
 
 def format_compiled(rows: dict) -> str:
-    lines = ["whole update compiled (compiled.py: one torch.compile graph) against eager sac.py, same stack, "
+    lines = ["whole update compiled (SAC.compile: one torch.compile graph) against eager sac.py, same stack, "
              "interleaved blocks, ms per agent-update:",
              f"  {'row':<22} {'eager':>7} {'compiled':>8} {'speedup':>7} | {'compile s':>9} | "
              f"{'pays off after (updates)':>24}"]
@@ -418,7 +417,7 @@ def _timed(cmd, env, cwd=None, cap=None) -> float:
 
 
 def _train_cmd(args, out, compiled=False) -> list:
-    # Ours as users run it: `python -m minimal_ofn.train`, eager (sac.py) or the compiled whole update (compiled.py).
+    # Ours as users run it: `python -m minimal_ofn.train`, eager (sac.py) or the compiled whole update (SAC.compile).
     entry = ["-m", "minimal_ofn.train", "--compile", "update" if compiled else "off"]
     return [sys.executable, *entry, *args, "--out", str(out), "--no-progress"]
 
@@ -580,7 +579,7 @@ def end_to_end(variants, device, env_steps=10, utd=32) -> dict:
     """Per agent-update ms of train.Lockstep at the tutorial preset, eager and compiled, split into update, env
     and diagnostics.
 
-    Two identical runs (eager sac.py and compiled.py) go through the preset's random phase and one warm-up step
+    Two identical runs (eager sac.py and SAC.compile) go through the preset's random phase and one warm-up step
     (which compiles); then env_steps steps of env_step + learn are timed, alternating between the two runs step
     by step so that a busy neighbour slows both alike. The diagnostics (train.Lockstep.metrics: critic
     diagnostics and Monte Carlo rollouts at every log, an evaluation episode at every eval) are timed once each
@@ -588,7 +587,7 @@ def end_to_end(variants, device, env_steps=10, utd=32) -> dict:
     configs = stack_configs("tutorial", variants, device, utd=utd)
     c, n = configs[0], len(configs)
     runs = {"eager": Lockstep(configs, progress=False), "compiled": Lockstep(configs, progress=False)}
-    compile_update(runs["compiled"].sac)
+    runs["compiled"].sac.compile()
     out = {"agents": n, "variants": list(variants), "utd": utd, "env_steps": env_steps, "paths": {}}
     for name, run in runs.items():
         while run.t <= c.seed_steps:
@@ -781,7 +780,7 @@ def main(argv=None):
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc as it is, to see what train.keep_freed_memory() buys")
     parser.add_argument("--compiled", action="store_true",
-                        help="eager against the compiled whole update (compiled.py), with compile times, and the "
+                        help="eager against the compiled whole update (SAC.compile), with compile times, and the "
                              "end-to-end split (update / env / diagnostics) of the tutorials' stacks")
     parser.add_argument("--contention", action="store_true",
                         help="whole tutorial runs per thread setting, idle and beside a busy process (2 threads)")

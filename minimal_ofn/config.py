@@ -18,12 +18,12 @@ import torch
 from .optim import KINDS
 
 
-# "update": the whole SAC update (forward, backward, optimizer, Polyak) as one compiled graph (compiled.py);
-# on a GPU it also uses CUDA graphs. "auto": "update" for the training runs where it pays, else "off"
-# (Config.resolved_compile). The others compile the forward passes only.
-COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune", "update")
-# compile="auto" compiles a CPU run that plans at least this many lockstep updates: the compile (17-46 s cold, about
-# 5 s with Inductor's cache warm) paid for itself after 4k-12k updates in every bench row (docs/speed.md).
+# "update": sac.py's whole update (forward, backward, optimizer, Polyak) compiled into one graph; on a GPU it also
+# uses CUDA graphs. "off": the same update run eagerly. "auto": "update" where it pays, else "off"
+# (Config.resolved_compile).
+COMPILE_MODES = ("auto", "off", "update")
+# compile="auto" compiles a CPU run that plans at least this many lockstep updates, where the compile has paid for
+# itself in the bench's rows (docs/speed.md).
 AUTO_COMPILE_UPDATES = 20_000
 
 
@@ -36,12 +36,10 @@ class Config:
     utd: int = 1  # update-to-data ratio: gradient updates per environment step
     seed_steps: int = 5_000  # uniformly random actions before learning starts
     device: str = "auto"  # "auto" picks CUDA when present
-    # "update": the whole SAC update as one compiled graph (compiled.py; on a GPU with CUDA graphs): 1.4-2.5x
-    # faster per update on CPU, after a compile of under a minute, so it pays on long runs (the story uses it).
-    # "off": sac.py's readable eager update, which the compiled one is tested equal to. "auto" (the default):
-    # "update" for a training run on CPU that plans 20,000 updates or more (AUTO_COMPILE_UPDATES) and runs the
-    # package's own functions, "off" otherwise (on a GPU, ask for "update"). "default", "reduce-overhead", "max-autotune":
-    # torch.compile of the forward passes only (on CPU only compile time for no speed-up).
+    # "update": the whole SAC update as one compiled graph (sac.SAC.learn through torch.compile; on a GPU with CUDA
+    # graphs): faster per update after a one-time compile, so it pays on long runs (docs/speed.md). "off": the same
+    # update, eager. "auto" (the default): "update" for a training run on CPU that plans AUTO_COMPILE_UPDATES
+    # updates or more and runs the package's own functions, "off" otherwise (on a GPU, ask for "update").
     compile: str = "auto"
     # --- SAC
     batch_size: int = 256  # transitions per gradient update
@@ -68,7 +66,6 @@ class Config:
     critic_weight_decay: float = 0.0  # *decoupled* weight decay (AdamW)
     # --- output feature normalization (tutorial 5)
     ofn: bool = False  # output feature normalization on the critic
-    actor_ofn: bool = False  # output feature normalization on the actor too
     # --- resets and priming (tutorial 6)
     reset_every: int = 0  # gradient updates between resets; 0 = never
     reset_kind: str = "full"  # "full": actor, critic, targets, temperature, optimizers; "actor": actor only
@@ -173,7 +170,7 @@ PRESETS = {
     # The full-size setup of the resets / SR-SAC line of work (GPU territory).
     "paper": Config(steps=500_000, seed_steps=5_000, log_every=5_000, eval_every=10_000, eval_episodes=10,
                     checkpoint_every=25_000),
-    # Sized for a 2-core laptop CPU: small nets and batch, the blow-up shows within minutes at UTD 32.
+    # Sized for a small CPU: small nets and batch, the blow-up shows within minutes at UTD 32.
     "tutorial": Config(steps=2_000, seed_steps=1_000, batch_size=128, hidden=128, log_every=250,
                        eval_every=1_000, eval_episodes=1, checkpoint_every=1_000),
 }

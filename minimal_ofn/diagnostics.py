@@ -46,8 +46,9 @@ def discounted_returns(rewards, gamma):
 
 
 @torch.no_grad()
-def critic_diagnostics(sac, batch: dict, generators) -> dict:
-    """Per-agent lists of Q statistics, feature/weight norms, srank and Adam moments on a replay batch."""
+def critic_diagnostics(sac, batch: dict, generators, critic_grads=None) -> dict:
+    """Per-agent lists of Q statistics, feature/weight norms, srank and Adam moments on a replay batch, and the
+    norm of the critic's gradient where critic_grads (what SAC.update returned last) is given."""
     s, a = batch["obs"], batch["action"]
     n = sac.n
     policy_a, _ = sac.actor(s, torch.stack([torch.randn(*a.shape[1:], generator=g, device=a.device)
@@ -78,9 +79,8 @@ def critic_diagnostics(sac, batch: dict, generators) -> dict:
     if opt.v:
         v = torch.cat([opt.v[slot[id(p)]].view(n, -1) for p in linear], 1)
         out.update(adam_v_mean=v.mean(1), adam_v_max=v.amax(1))
-    if getattr(sac, "last_critic_grads", None) is not None:
-        grads = sac.last_critic_grads
-        out["grad_norm"] = torch.cat([grads[slot[id(p)]].reshape(n, -1) for p in linear], 1).norm(dim=1)
+    if critic_grads is not None:
+        out["grad_norm"] = torch.cat([critic_grads[slot[id(p)]].reshape(n, -1) for p in linear], 1).norm(dim=1)
     return {k: v.tolist() for k, v in out.items()}
 
 

@@ -9,8 +9,8 @@ def keep_freed_memory() -> bool:
 
     By default glibc hands every block above its mmap threshold back to the kernel
     when it is freed, so each update's [N, 2, B, H] activations come back as fresh
-    pages: at paper size and five agents that is about 2,100 page faults per update,
-    7-15% of its time (faults counted with resource.getrusage; time with python -m minimal_ofn.bench).
+    pages: thousands of page faults per update at paper size, a noticeable part of its time
+    (docs/speed.md; `python -m minimal_ofn.bench --default-malloc` shows the difference).
     Process-wide, only where glibc is the allocator; returns whether it took effect."""
     path = ctypes.util.find_library("c")
     libc = ctypes.CDLL(path) if path else None

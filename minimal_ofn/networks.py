@@ -62,19 +62,26 @@ class StackedLinear(nn.Module):
         w, b = (self.weight.detach(), self.bias.detach()) if detach else (self.weight, self.bias)
         if w.shape[-1] == 1:
             # One output (the critic's head, Q = w . phi + b): a dot product per row, as multiply and sum. A bmm with
-            # one output column takes a slow path of the CPU's BLAS (1.8 GFLOP/s against about 90 for the hidden
-            # layers, docs/speed.md), and compiled, the sum is a reduction that fuses with its neighbours.
+            # one output column takes a slow path of a CPU's BLAS (docs/speed.md), and compiled, the sum is a
+            # reduction that fuses with its neighbours.
             return (x * w.transpose(-1, -2)).sum(-1, keepdim=True) + b
         y = torch.baddbmm(b.flatten(0, -3), x.flatten(0, -3), w.flatten(0, -3))
         return y.view(*x.shape[:-1], -1)
+
+
+def keep_mask(u, p, scale):
+    """The inverted-dropout mask made from uniforms u ~ U[0, 1): 0 where u < p, else scale = 1 / (1 - p).
+
+    p and scale are numbers or tensors that broadcast against u (one per agent in a stack)."""
+    return torch.where(u >= p, scale, 0.0)
 
 
 def dropout_mask(p, shape, generator):
     """Inverted-dropout mask: 0 with probability p, else 1 / (1 - p), so that E[mask * x] = x.
 
     Drawn from `generator` (one per agent), on the generator's device."""
-    keep = torch.rand(shape, generator=generator, device=generator.device) >= p
-    return keep.float() / (1.0 - p)
+    u = torch.rand(shape, generator=generator, device=generator.device)
+    return keep_mask(u, p, torch.ones((), device=u.device) / (1.0 - p))
 
 
 def layer_norm(x, scale, shift):
@@ -123,6 +130,15 @@ class Critic(nn.Module):
             self.ln_shift = nn.Parameter(torch.zeros(n, 2, depth, 1, hidden))
         self.to(device)
         self._ofn, self._ln = Switch(self.ofn), Switch(self.layer_norm)
+        # dropout: which agents draw uniforms, the row of u each agent reads, and its p and 1 / (1 - p) (float32,
+        # as dropout_mask computes them), shaped to broadcast over [N, depth, 2, B, hidden]
+        self.dropout_agents = [i for i, p in enumerate(self.dropout) if p > 0]
+        dev = self.head.weight.device
+        self._dropout_row = torch.tensor([self.dropout_agents.index(i) if i in self.dropout_agents else 0
+                                          for i in range(n)], device=dev)
+        self._dropout_p = torch.tensor(self.dropout, device=dev).view(-1, 1, 1, 1, 1)
+        self._dropout_scale = torch.stack([torch.ones((), device=dev) / (1.0 - p) for p in self.dropout]).view(
+            -1, 1, 1, 1, 1)
 
     def reset_agent(self, i, generator):
         for layer in [*self.layers, self.head]:
@@ -132,18 +148,35 @@ class Critic(nn.Module):
                 self.ln_scale[i].fill_(1.0)
                 self.ln_shift[i].zero_()
 
-    def dropout_masks(self, batch: int, generators, mask_fn=dropout_mask) -> list | None:
-        """One Bernoulli(1-p)/(1-p) mask per hidden layer, [N, 2, B, hidden] each, drawn from each agent's own stream.
+    def dropout_uniforms(self, batch: int, generators) -> torch.Tensor | None:
+        """The uniforms behind one set of dropout masks: [agents with p > 0, depth, 2, B, hidden].
 
-        Each agent with p > 0 draws the masks of all its layers in one call; agents with p = 0 draw
-        nothing (their masks are ones), so an agent's random stream is the same alone or inside any stack."""
-        if not any(self.dropout):
+        Each agent with p > 0 draws the numbers of all its layers in one call from its own stream (what
+        dropout_mask draws); agents with p = 0 draw nothing, so an agent's random stream is the same alone or
+        inside any stack."""
+        if not self.dropout_agents:
+            return None
+        u = torch.empty(len(self.dropout_agents), len(self.layers), 2, batch, self.hidden,
+                        device=self.head.weight.device)
+        for block, i in zip(u, self.dropout_agents):
+            block.uniform_(0.0, 1.0, generator=generators[i])
+        return u
+
+    def dropout_masks(self, u) -> list | None:
+        """One mask per hidden layer, [N, 2, B, hidden] each, from dropout_uniforms' numbers (keep_mask); the
+        agents without dropout read some row of u with p = 0, which keeps every unit (scale 1)."""
+        if u is None:
+            return None
+        return list(keep_mask(u[self._dropout_row], self._dropout_p, self._dropout_scale).unbind(1))
+
+    def learner_dropout_masks(self, batch: int, generators, mask_fn) -> list | None:
+        """The masks drawn by a learner's dropout_mask(p, shape, generator) (plug.py), per agent with p > 0."""
+        if not self.dropout_agents:
             return None
         depth = len(self.layers)
         masks = torch.ones(depth, self.n, 2, batch, self.hidden, device=self.head.weight.device)
-        for i, (p, g) in enumerate(zip(self.dropout, generators)):
-            if p > 0:
-                masks[:, i] = mask_fn(p, (depth, 2, batch, self.hidden), g)
+        for i in self.dropout_agents:
+            masks[:, i] = mask_fn(self.dropout[i], (depth, 2, batch, self.hidden), generators[i])
         return list(masks.unbind(0))
 
     def features(self, obs, act, masks=None, detach=False):
@@ -168,17 +201,13 @@ class Critic(nn.Module):
 class Actor(nn.Module):
     """Tanh-Gaussian policy for N agents: obs [N, B, ds] -> action [N, B, da], log pi [N, B]."""
 
-    ofn_fn = staticmethod(ofn_normalize)
-
-    def __init__(self, n, obs_dim, act_dim, hidden, depth, ofn, device=None):
+    def __init__(self, n, obs_dim, act_dim, hidden, depth, device=None):
         super().__init__()
         self.n, self.act_dim = n, act_dim
         dims = [obs_dim] + [hidden] * depth
         self.layers = nn.ModuleList(StackedLinear((n,), a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.head = StackedLinear((n,), hidden, 2 * act_dim)
         self.to(device)
-        self.ofn = list(map(bool, ofn))
-        self._ofn = Switch(self.ofn)
 
     def reset_agent(self, i, generator):
         for layer in [*self.layers, self.head]:
@@ -191,7 +220,6 @@ class Actor(nn.Module):
         x = obs
         for layer in self.layers:
             x = F.relu(layer(x))
-        x = self._ofn(self.ofn_fn, x)
         mu, log_std = self.head(x).chunk(2, dim=-1)
         # Squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive).
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)

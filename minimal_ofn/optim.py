@@ -27,9 +27,11 @@ Why not torch.optim.Adam itself: its hyperparameters are one number per
 parameter group, while here a parameter tensor holds many agents that may each
 use a different lr, beta1 or weight decay, and a reset restarts one agent's step
 count. So `adam_step` and `decoupled_weight_decay` below are written for tensors
-whose per-agent numbers broadcast over the agent axis, and StackedOptimizer.step
-calls them. When they are the package's own (not a learner's, see plug.py), the
-step takes a fast path instead: torch's fused AdamW kernel (what
+whose per-agent numbers broadcast over the agent axis, and `optimizer_step`, the
+step written once as a function of tensors, calls them: the compiled update
+(sac.py) runs it, and so does every eager step with a learner's functions (plug.py)
+or another kind than Adam. Eager with the package's own Adam, StackedOptimizer.step
+takes an optional fast path instead: torch's fused AdamW kernel (what
 torch.optim.AdamW(fused=True) runs: one pass over memory instead of eight
 elementwise ops per tensor) on each agent's slice of every tensor, one call per
 group of agents that share their hyperparameters. tests/test_optim.py holds the
@@ -119,8 +121,11 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, grads) -> None:
-        if not self.fused:
-            return self.step_readable(grads)
+        """One step of every agent (frozen agents keep their values). Compiled (sac.py), or with a learner's
+        functions, it is optimizer_step; eager with the package's Adam, torch's fused AdamW kernel, which
+        tests/test_optim.py holds equal to it."""
+        if not self.fused or torch.compiler.is_compiling():
+            return optimizer_step(self.params, grads, self.m, self.v, self.step_count, self)
         self.step_count += self.active  # + 1 for every agent that is not frozen
         for (lr, beta1, beta2, wd), agents, (p, m, v, t) in self.groups:
             g = [grad[i].contiguous() for i in agents for grad in grads]  # the kernel reads memory in order
@@ -128,34 +133,9 @@ class StackedOptimizer:
             torch._fused_adamw_(p, g, m, v, [], t, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd, eps=self.eps,
                                 amsgrad=False, maximize=False)
 
-    @torch.no_grad()
     def step_readable(self, grads) -> None:
-        """The step on every tensor viewed as [agent, everything else]: adam_step (after decoupled_weight_decay)
-        for Adam's agents, the formulas in the module docstring for RMSProp's and SGD's."""
-        self.step_count += self.active
-        n, live = self.n, self.active.bool()
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            p, g, m = p.view(n, -1), g.reshape(n, -1), self.m[i].view(n, -1)
-            decayed = self.decoupled_weight_decay(p, self.lr, self.weight_decay) if self.use_decay else p
-            if self.kind == "sgd":  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
-                new_m = m * self.beta1 + g
-                new = [(p, decayed - self.lr * new_m), (m, new_m)]
-            else:
-                v = self.v[i].view(n, -1)
-                new_p, new_m, new_v = self.adam_step(decayed, g, m, v, self.step_count, self.lr, self.beta1,
-                                                     self.beta2, self.eps)
-                if self.kind != "adam":  # the other kinds' agents take their own formula (where: per agent)
-                    rms_v = self.beta2 * v + (1 - self.beta2) * g * g
-                    rms = decayed - self.lr * g / (rms_v.sqrt() + self.eps)
-                    sgd_m = self.beta1 * m + g
-                    sgd = decayed - self.lr * sgd_m
-                    is_rms, is_sgd = self.is_kind["rmsprop"], self.is_kind["sgd"]
-                    new_p = torch.where(is_rms, rms, torch.where(is_sgd, sgd, new_p))
-                    new_m = torch.where(is_rms, torch.zeros_like(m), torch.where(is_sgd, sgd_m, new_m))
-                    new_v = torch.where(is_rms, rms_v, torch.where(is_sgd, torch.zeros_like(v), new_v))
-                new = [(p, new_p), (m, new_m), (v, new_v)]
-            for old, value in new:  # a frozen agent keeps its old values (even if its gradient is NaN)
-                old.copy_(torch.where(live, value, old) if self.frozen else value)
+        """The written-out step (optimizer_step) whatever the path step() would take."""
+        optimizer_step(self.params, grads, self.m, self.v, self.step_count, self)
 
     @torch.no_grad()
     def reset_agent(self, i: int) -> None:
@@ -171,3 +151,37 @@ class StackedOptimizer:
         self.step_count.copy_(state["step_count"])
         for dst, src in zip(self.m + self.v, state["m"] + state["v"]):
             dst.copy_(src)
+
+
+@torch.no_grad()
+def optimizer_step(params, grads, m, v, step_count, opt) -> None:
+    """The step on every tensor viewed as [agent, everything else], in place: opt.adam_step (after
+    opt.decoupled_weight_decay) for Adam's agents, the formulas in the module docstring for RMSProp's and SGD's.
+
+    opt holds the per-agent hyperparameters [N, 1] (lr, beta1, beta2, weight_decay, eps), the kinds, and `active`
+    (0 for the agents frozen after a failure: their tensors keep their values even where a gradient is NaN)."""
+    step_count += opt.active
+    n, live = opt.n, opt.active.bool()
+    # [N, 1] each, kept in float32; a float64 run computes in float64 (as the fused kernel does)
+    lr, beta1, beta2, wd = (x.to(params[0].dtype) for x in (opt.lr, opt.beta1, opt.beta2, opt.weight_decay))
+    for i, (p, g) in enumerate(zip(params, grads)):
+        p, g, mi = p.view(n, -1), g.reshape(n, -1), m[i].view(n, -1)
+        decayed = opt.decoupled_weight_decay(p, lr, wd) if opt.use_decay else p
+        if opt.kind == "sgd":  # torch.optim.SGD with dampening 0: m <- beta1 m + g;  p <- p - lr m
+            new_m = mi * beta1 + g
+            new = [(p, decayed - lr * new_m), (mi, new_m)]
+        else:
+            vi = v[i].view(n, -1)
+            new_p, new_m, new_v = opt.adam_step(decayed, g, mi, vi, step_count, lr, beta1, beta2, opt.eps)
+            if opt.kind != "adam":  # the other kinds' agents take their own formula (where: per agent)
+                rms_v = beta2 * vi + (1 - beta2) * g * g
+                rms = decayed - lr * g / (rms_v.sqrt() + opt.eps)
+                sgd_m = beta1 * mi + g
+                sgd = decayed - lr * sgd_m
+                is_rms, is_sgd = opt.is_kind["rmsprop"], opt.is_kind["sgd"]
+                new_p = torch.where(is_rms, rms, torch.where(is_sgd, sgd, new_p))
+                new_m = torch.where(is_rms, torch.zeros_like(mi), torch.where(is_sgd, sgd_m, new_m))
+                new_v = torch.where(is_rms, rms_v, torch.where(is_sgd, torch.zeros_like(vi), new_v))
+            new = [(p, new_p), (mi, new_m), (vi, new_v)]
+        for old, value in new:  # a frozen agent keeps its old values (even if its gradient is NaN)
+            old.copy_(torch.where(live, value, old) if opt.frozen else value)

@@ -10,6 +10,13 @@ One update, for a replay batch (s, a, r, s', d) with d = 1 on true termination:
 
 All N agents' losses are summed: agent n's parameters only touch agent n's loss,
 so the gradient of the sum is every agent's own gradient, in one backward pass.
+
+`SAC.learn` is that update, written once. Its random numbers (the policy noise, the
+uniforms behind the dropout masks) come in as tensors, drawn by `SAC.update` from each
+agent's own stream, so the same function runs eagerly (Config compile="off") and, traced by
+torch.compile into one graph (compile="update", `compiled` below), fused: the elementwise
+work (activations and their gradients, LayerNorm, OFN, the losses, the optimizer's ops,
+Polyak) becomes a few loops, and on a GPU the whole update is one CUDA graph.
 """
 
 import copy
@@ -19,7 +26,7 @@ import torch
 
 from .networks import Actor, Critic
 from .optim import StackedOptimizer
-from .plug import functions as plug_functions
+from .plug import functions as plug_functions, package_function
 
 
 def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
@@ -73,16 +80,11 @@ class SAC:
         def per_agent(name):
             return torch.tensor([float(getattr(c, name)) for c in configs], device=device)
 
-        self.actor = Actor(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.actor_ofn for c in configs], device)
+        self.actor = Actor(n, obs_dim, act_dim, c0.hidden, c0.depth, device)
         self.critic = Critic(n, obs_dim, act_dim, c0.hidden, c0.depth, [c.ofn for c in configs],
                              [c.critic_dropout for c in configs], [c.critic_layer_norm for c in configs], device)
-        self.actor.ofn_fn = self.critic.ofn_fn = fn.ofn
+        self.critic.ofn_fn = fn.ofn
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        # compile "auto" is decided by the training loop, which knows how many updates the run plans
-        # (Config.resolved_compile); a SAC built on its own runs eager.
-        if c0.compile not in ("auto", "off", "update"):  # the forward passes only: optimizer and RNG stay eager
-            for net in (self.actor, self.critic, self.critic_target):
-                net.forward = torch.compile(net.forward, mode=None if c0.compile == "default" else c0.compile)
         self.log_alpha = torch.zeros(n, device=device, requires_grad=True)
         self.gamma, self.tau, self.critic_l2 = per_agent("gamma"), per_agent("tau"), per_agent("critic_l2")
         self.use_l2 = any(c.critic_l2 > 0 for c in configs)  # a python bool: no host sync in update()
@@ -103,13 +105,26 @@ class SAC:
             self.reset_agent(i, "full")
         # Running sums for logging, kept on the device: reading them forces a host sync.
         self.stats = {k: torch.zeros(n, device=device) for k in ("critic_loss", "actor_loss", "updates")}
-        if c0.compile == "update":  # the whole update below as one compiled graph (compiled.py), tested equal to it
-            if functions:
-                raise ValueError("compile='update' compiles the package's own functions; "
-                                 "train with compile='off' to run yours")
-            from .compiled import compile_update
+        # The last update's critic gradients (learn returns them), for the diagnostics' gradient norm.
+        self.critic_grads = [torch.zeros_like(p) for p in self.critic_opt.params]
+        # A learner's dropout_mask draws its own masks (eager only); the package's masks are made inside learn.
+        self.learner_dropout = fn.dropout_mask is not package_function("dropout_mask")
+        # compile "auto" is decided by the training loop, which knows how many updates the run plans
+        # (Config.resolved_compile); a SAC built on its own runs eager.
+        self.learn_step = self.learn
+        if c0.compile == "update":
+            self.compile()
 
-            compile_update(self)
+    def compile(self, mode: str | None = "auto") -> None:
+        """From now on update() runs learn compiled (Config compile="update"), on the same tensors; mode "auto":
+        "reduce-overhead" (CUDA graphs) on a GPU, Inductor's default elsewhere."""
+        if self.fn != plug_functions():
+            raise ValueError("compile='update' compiles the package's own functions; "
+                             "train with compile='off' to run yours")
+        if mode == "auto":
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self.learn_step = compiled(self.learn, [*self.state_tensors(), *self.stats.values(), *self.critic_grads],
+                                   mode)
 
     @torch.no_grad()
     def reset_agent(self, i: int, kind: str = "full") -> None:
@@ -135,30 +150,43 @@ class SAC:
         noise = None if deterministic else self.noise(1, self.act_dim)
         return self.actor(obs.unsqueeze(1), noise, log_prob=False)[0].squeeze(1)
 
-    def update(self, batch: dict) -> None:
-        """One SAC update of all N agents on a batch [N, B, ...] (see the module docstring)."""
-        fn, B = self.fn, self.batch_size
+    def update(self, batch: dict) -> list:
+        """One SAC update of all N agents on a batch [N, B, ...]: draws its random numbers, runs learn (eager or
+        compiled); returns the critic's gradients (one tensor per parameter, agent axis first)."""
+        B = self.batch_size
+        noise = self.noise(2, B, self.act_dim)  # for a' (target) and a~ (actor)
+        if self.learner_dropout:  # three sets, in learn's order: target, critic, actor
+            masks = [self.critic.learner_dropout_masks(B, self.generators, self.fn.dropout_mask) for _ in range(3)]
+            return self.learn(batch, noise, None, masks)
+        uniforms = [self.critic.dropout_uniforms(B, self.generators) for _ in range(3)]
+        return self.learn_step(batch, noise, uniforms)
+
+    def learn(self, batch: dict, noise, uniforms, masks=None) -> list:
+        """The update of the module docstring, in place, given its random numbers: noise [N, 2, B, da] and the
+        dropout uniforms of three sets of masks (or the masks themselves). Returns the critic's gradients."""
+        fn = self.fn
+        if masks is None:
+            masks = [self.critic.dropout_masks(u) for u in uniforms]
         s, a, r, s2, d = (batch[k] for k in ("obs", "action", "reward", "next_obs", "terminated"))
         alpha = self.log_alpha.exp().detach().unsqueeze(1)  # [N, 1]
-        noise = self.noise(2, B, self.act_dim)  # for a' (target) and a~ (actor)
 
         # --- critic
         with torch.no_grad():
             a2, logp2 = self.actor(s2, noise[:, 0])
-            next_q = self.critic_target(s2, a2, self.critic.dropout_masks(B, self.generators, fn.dropout_mask))
+            next_q = self.critic_target(s2, a2, masks[0])
             y = fn.soft_q_target(r, d, next_q, logp2, alpha, self.gamma.unsqueeze(1))
-        q = self.critic(s, a, self.critic.dropout_masks(B, self.generators, fn.dropout_mask))
+        q = self.critic(s, a, masks[1])
         loss_q = fn.critic_loss(q, y)
         if self.use_l2:
             loss_q = loss_q + fn.l2_penalty([layer.weight for layer in [*self.critic.layers, self.critic.head]],
                                             self.critic_l2)
-        self.last_critic_grads = torch.autograd.grad(loss_q.sum(), self.critic_opt.params)
-        self.critic_opt.step(self.last_critic_grads)
+        critic_grads = torch.autograd.grad(loss_q.sum(), self.critic_opt.params)
+        self.critic_opt.step(critic_grads)
 
         # --- actor, through the just-updated critic (detach=True: its weights get no gradient here), and the
         # temperature on the same a~; one backward for both losses
         a_new, logp = self.actor(s, noise[:, 1])
-        q_new = self.critic(s, a_new, self.critic.dropout_masks(B, self.generators, fn.dropout_mask), detach=True)
+        q_new = self.critic(s, a_new, masks[2], detach=True)
         loss_pi = fn.actor_loss(logp, q_new, alpha)
         loss_alpha = fn.temperature_loss(self.log_alpha, logp, self.target_entropy)
         *actor_grads, alpha_grad = torch.autograd.grad((loss_pi + loss_alpha).sum(),
@@ -166,12 +194,15 @@ class SAC:
         self.actor_opt.step(actor_grads)
         self.alpha_opt.step([alpha_grad])
 
-        # --- target critic
+        # --- target critic, and the sums for logging
         fn.polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.tau)
-
-        self.stats["critic_loss"] += loss_q.detach()
-        self.stats["actor_loss"] += loss_pi.detach()
-        self.stats["updates"] += 1
+        with torch.no_grad():
+            self.stats["critic_loss"] += loss_q
+            self.stats["actor_loss"] += loss_pi
+            self.stats["updates"] += 1
+            for buf, g in zip(self.critic_grads, critic_grads):  # kept in place: a CUDA graph reuses its outputs
+                buf.copy_(g)
+        return self.critic_grads
 
     def pop_stats(self) -> dict:
         """Mean losses since the last call, the temperature, and whether every tensor of each agent's state
@@ -204,3 +235,23 @@ class SAC:
 
     def optimizers(self) -> dict:
         return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "alpha_opt": self.alpha_opt}
+
+
+def compiled(step, state, mode=None):
+    """torch.compile of `step` (SAC.learn) as one graph: fullgraph=True (a graph break is an error), fixed shapes
+    (nothing recompiles while the batch shapes stay), torch.autograd.grad traced into the graph.
+
+    mode="reduce-overhead" (a GPU's) runs it as a CUDA graph, with the tensors it updates in place (`state`) marked
+    as static addresses so that the graph writes them and not copies of them; mode None (a CPU's): Inductor's C++
+    wrapper calls the kernels (less Python per update)."""
+    if mode == "reduce-overhead":
+        for t in state:
+            torch._dynamo.mark_static_address(t)
+    graph = torch.compile(step, fullgraph=True, dynamic=False, mode=mode,
+                          options={"cpp_wrapper": True} if mode is None else None)
+
+    def run(*args):
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            return graph(*args)
+
+    return run

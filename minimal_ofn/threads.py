@@ -5,15 +5,10 @@ regions, OpenMP's default (active) wait policy keeps every pool thread spinning 
 its core. When another process wants that core too (a second notebook, the grader,
 an experiment beside a tutorial), the spinning threads and the neighbour take turns
 by the scheduler's time slices, and every barrier of every small kernel waits for a
-thread that is not running. Measured on the 2-core machine (issue 13), a
-tutorial-preset `train` run (UTD 2, 300 learning steps) beside one busy process:
-
-    torch's default, 2 threads             47.9 s
-    OMP_WAIT_POLICY=PASSIVE, 2 threads     11.6 s
-    OMP_NUM_THREADS=1                       8.7 s
-
-(re-measured by `python -m minimal_ofn.bench --contention`; figures in docs/speed.md).
-So the defaults here are:
+thread that is not running: beside one busy process a run can take several times
+as long with torch's default as with one thread, while sleeping waiters (PASSIVE)
+lose little (`python -m minimal_ofn.bench --contention` measures it; figures in
+docs/speed.md). So the defaults here are:
 
     OMP_WAIT_POLICY = PASSIVE                   waiting threads sleep instead of spinning
     threads = usable cores - busy cores (>= 1)  usable: os.sched_getaffinity; busy: the
@@ -26,7 +21,7 @@ the first `import torch` of the process, which is why `import minimal_ofn` calls
 apply_thread_defaults() before importing anything that imports torch, and why child
 processes (grader kernels, Ray workers) inherit it through the environment. The load
 average is a snapshot at start: a neighbour that starts later is met by the passive
-wait policy, which keeps the loss bounded (the 11.6 s row above).
+wait policy, which keeps the loss bounded.
 """
 
 import math

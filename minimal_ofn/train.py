@@ -59,10 +59,6 @@ from .replay import ReplayBuffer
 from .runs import METRICS, atomic_write, load_metrics, prepare, status, write_metrics
 from .sac import SAC
 
-# Kept importable from here (other modules and notebooks import them from minimal_ofn.train).
-__all__ = ["train", "Lockstep", "RunError", "NonFiniteLoss", "load_metrics", "METRICS", "Parser", "cli",
-           "add_config_args", "config_from_args", "keep_freed_memory"]
-
 
 def _generator(seed: int, device) -> torch.Generator:
     g = torch.Generator(device=device)
@@ -95,14 +91,15 @@ class Lockstep:
         self.compile = self.c0.resolved_compile(functions)  # "auto": compiled where the run is long enough to pay
         if self.c0.compile == "auto" and self.compile == "update" and progress:
             print(f"compile='auto': {self.c0.planned_updates():,} updates planned, so the whole update runs compiled "
-                  "(compiled.py, equal to sac.py's; the compile takes up to a minute at the first update; "
-                  "compile='off' runs sac.py's own)", file=sys.stderr)
+                  "(sac.py's update through torch.compile; the compile takes up to a minute at the first update; "
+                  "compile='off' runs it eagerly)", file=sys.stderr)
         self.sac = SAC([c.replace(compile=self.compile) for c in configs], obs_dim, self.act_dim, self.device,
                        self.generators, functions)
         self.fn = self.sac.fn  # the functions this run uses (plug.py)
         self.buffer = ReplayBuffer(self.n, self.c0.buffer_size or self.c0.steps, obs_dim, self.act_dim, self.device)
         self.obs, _ = self.envs.reset(seed=seeds)
         self.t, self.updates = 0, 0
+        self.critic_grads = None  # what the last SAC update returned, for the diagnostics' gradient norm
         self.episode_return = np.zeros(self.n)
         self.finished_returns = [[] for _ in range(self.n)]
         self.max_reward = np.full(self.n, -np.inf)
@@ -145,13 +142,13 @@ class Lockstep:
             with bar(total=c.priming_updates, desc="priming", unit="update", disable=not self.progress,
                      leave=False) as ticks:
                 def primed_update(batch):  # priming takes minutes: show its progress
-                    self.sac.update(batch)
+                    self.critic_grads = self.sac.update(batch)
                     ticks.update(1)
 
                 fn.prime(self.buffer, primed_update, c.priming_updates, c.batch_size, self.generators)
             self.updates += c.priming_updates
             self.reset_due_agents()  # priming's updates count toward the reset schedule
-        self.sac.update(self.buffer.sample(c.batch_size, self.generators))
+        self.critic_grads = self.sac.update(self.buffer.sample(c.batch_size, self.generators))
         self.updates += 1
         self.reset_due_agents()
 
@@ -178,7 +175,7 @@ class Lockstep:
         columns["q_bound"] = [m / (1 - c.gamma) for m, c in zip(self.max_reward, self.configs)]
         if self.buffer.size:
             diag_batch = self.buffer.sample(max(256, 2 * self.c0.hidden), self.diag_generators)
-            columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators))
+            columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators, self.critic_grads))
         if evaluate:
             results = [rollout(self.sac, self.eval_envs, self.diag_generators, self.device, True,
                                self.rollout_seeds(1 + k)) for k in range(self.c0.eval_episodes)]

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from minimal_ofn import networks
 from minimal_ofn.networks import Critic, StackedLinear, Switch
 from minimal_ofn.ofn import ofn
 
@@ -59,7 +60,7 @@ def test_stacked_linear_equals_separate_linear_layers(d_out):
 def test_dropout_masks_only_for_agents_with_dropout_and_scaled():
     c = _critic(dropout=(0.0, 0.5))
     gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    masks = c.dropout_masks(1000, gens)
+    masks = c.dropout_masks(c.dropout_uniforms(1000, gens))
     assert len(masks) == 2
     assert torch.equal(masks[0][0], torch.ones_like(masks[0][0]))  # agent 0: no dropout
     m1 = masks[0][1]
@@ -67,6 +68,9 @@ def test_dropout_masks_only_for_agents_with_dropout_and_scaled():
     assert abs(float((m1 == 0).float().mean()) - 0.5) < 0.02
     # Agent 0 drew nothing from its stream: its next draw equals a fresh generator's.
     assert torch.equal(torch.rand(3, generator=gens[0]), torch.rand(3, generator=torch.Generator().manual_seed(0)))
+    # The package's dropout_mask (a learner's stand-in, plug.py) gives agent 1 the same mask from the same stream.
+    mine = networks.dropout_mask(0.5, (2, 2, 1000, c.hidden), torch.Generator().manual_seed(1))
+    assert torch.equal(torch.stack(masks)[:, 1], mine)
 
 
 def test_layer_norm_normalizes_hidden_activations_of_its_agent_only():
@@ -128,7 +132,7 @@ def test_switches_computed_on_their_agents_only_give_bitwise_what_every_agent_co
     results = []
     for reference in (False, True):
         critic = _critic(n, ofn_on, dropout, ln_on)
-        actor = Actor(n, 5, 2, 32, 2, ofn_on)
+        actor = Actor(n, 5, 2, 32, 2)
         for i in range(n):
             actor.reset_agent(i, torch.Generator().manual_seed(10 + i))
         with torch.no_grad():
@@ -136,7 +140,7 @@ def test_switches_computed_on_their_agents_only_give_bitwise_what_every_agent_co
                 critic.ln_scale.copy_(torch.rand(critic.ln_scale.shape, generator=torch.Generator().manual_seed(1)) + 0.5)
                 critic.ln_shift.copy_(torch.randn(critic.ln_shift.shape, generator=torch.Generator().manual_seed(2)))
         if reference:
-            critic._ofn, actor._ofn = _EveryAgent(ofn_on, ofn), _EveryAgent(ofn_on, ofn)
+            critic._ofn = _EveryAgent(ofn_on, ofn)
             critic._ln = _EveryAgent(ln_on, lambda x, scale, shift: torch.nn.functional.layer_norm(x, (32,)) * scale + shift)
         o, a = obs.clone().requires_grad_(), act.clone().requires_grad_()
         q = critic(o, a, masks, detach=detach)

@@ -39,7 +39,7 @@ def test_polyak_moves_target_by_tau_toward_online():
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():
     torch.manual_seed(0)
-    actor = Actor(1, 3, 2, 16, 2, [False])
+    actor = Actor(1, 3, 2, 16, 2)
     for layer in [*actor.layers, actor.head]:
         layer.reset_agent(0, torch.Generator().manual_seed(1))
     obs, noise = torch.randn(1, 5, 3), torch.randn(1, 5, 2)
@@ -137,15 +137,3 @@ def test_l2_penalty_adds_weight_norm_to_the_critic_loss():
     # Same start, same batch: after one update the losses differ by about 0.5 * sum ||W||^2.
     diff = float(sac_l2.stats["critic_loss"][0] - sac.stats["critic_loss"][0])
     assert abs(diff - 0.5 * weights) < 0.05 * 0.5 * weights
-
-
-@pytest.mark.slow
-def test_compiled_forward_gives_the_same_updates_as_eager():
-    eager, compiled = _sac(), _sac(compile="default")
-    for seed in range(3):
-        eager.update(_batch(seed=seed))
-        compiled.update(_batch(seed=seed))
-    for p, q in zip(eager.critic.parameters(), compiled.critic.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-    for p, q in zip(eager.actor.parameters(), compiled.actor.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
