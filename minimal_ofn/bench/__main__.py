@@ -1,0 +1,5 @@
+"""python -m minimal_ofn.bench"""
+
+from .run import main
+
+main()
