@@ -99,7 +99,6 @@ class Lockstep:
         self.buffer = ReplayBuffer(self.n, self.c0.buffer_size or self.c0.steps, obs_dim, self.act_dim, self.device)
         self.obs, _ = self.envs.reset(seed=seeds)
         self.t, self.updates = 0, 0
-        self.critic_grads = None  # what the last SAC update returned, for the diagnostics' gradient norm
         self.episode_return = np.zeros(self.n)
         self.finished_returns = [[] for _ in range(self.n)]
         self.max_reward = np.full(self.n, -np.inf)
@@ -142,13 +141,13 @@ class Lockstep:
             with bar(total=c.priming_updates, desc="priming", unit="update", disable=not self.progress,
                      leave=False) as ticks:
                 def primed_update(batch):  # priming takes minutes: show its progress
-                    self.critic_grads = self.sac.update(batch)
+                    self.sac.update(batch)
                     ticks.update(1)
 
                 fn.prime(self.buffer, primed_update, c.priming_updates, c.batch_size, self.generators)
             self.updates += c.priming_updates
             self.reset_due_agents()  # priming's updates count toward the reset schedule
-        self.critic_grads = self.sac.update(self.buffer.sample(c.batch_size, self.generators))
+        self.sac.update(self.buffer.sample(c.batch_size, self.generators))
         self.updates += 1
         self.reset_due_agents()
 
@@ -158,7 +157,7 @@ class Lockstep:
                 self.sac.reset_agent(i, cfg.reset_kind)
 
     def learn(self) -> None:
-        """The updates that follow one environment step, outside utd_loop (bench.py times them this way)."""
+        """The updates that follow one environment step, outside utd_loop (the bench times them this way)."""
         if self.t >= self.c0.seed_steps:
             for _ in range(self.c0.utd):
                 self.update()
@@ -175,7 +174,8 @@ class Lockstep:
         columns["q_bound"] = [m / (1 - c.gamma) for m, c in zip(self.max_reward, self.configs)]
         if self.buffer.size:
             diag_batch = self.buffer.sample(max(256, 2 * self.c0.hidden), self.diag_generators)
-            columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators, self.critic_grads))
+            grads = self.sac.critic_grads if self.updates else None  # what the last SAC update returned
+            columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators, grads))
         if evaluate:
             results = [rollout(self.sac, self.eval_envs, self.diag_generators, self.device, True,
                                self.rollout_seeds(1 + k)) for k in range(self.c0.eval_episodes)]

@@ -202,7 +202,7 @@ def test_presets_are_valid_and_sized():
 def test_keep_freed_memory_stops_the_page_faults_of_every_update():
     """glibc by default unmaps big freed blocks, so each update's activations page-fault back in (hundreds a time)."""
     resource = pytest.importorskip("resource")
-    from minimal_ofn.bench import random_batch
+    from minimal_ofn.bench.timing import random_batch
     from minimal_ofn.sac import SAC
 
     if not train_mod.keep_freed_memory():
