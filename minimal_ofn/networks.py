@@ -72,7 +72,9 @@ class StackedLinear(nn.Module):
 def keep_mask(u, p, scale):
     """The inverted-dropout mask made from uniforms u ~ U[0, 1): 0 where u < p, else scale = 1 / (1 - p).
 
-    p and scale are numbers or tensors that broadcast against u (one per agent in a stack)."""
+    p and scale are numbers or tensors that broadcast against u (one per agent in a stack). The update makes
+    its masks with it (Critic.dropout_masks); dropout_mask below is the same mask, drawn and made in one call,
+    in the form the exercise asks for (tests/test_compiled.py holds the two equal bit for bit)."""
     return torch.where(u >= p, scale, 0.0)
 
 
@@ -80,8 +82,8 @@ def dropout_mask(p, shape, generator):
     """Inverted-dropout mask: 0 with probability p, else 1 / (1 - p), so that E[mask * x] = x.
 
     Drawn from `generator` (one per agent), on the generator's device."""
-    u = torch.rand(shape, generator=generator, device=generator.device)
-    return keep_mask(u, p, torch.ones((), device=u.device) / (1.0 - p))
+    keep = torch.rand(shape, generator=generator, device=generator.device) >= p
+    return keep.float() / (1.0 - p)
 
 
 def layer_norm(x, scale, shift):
