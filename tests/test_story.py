@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from minimal_ofn import stats, story
+from minimal_ofn import fixed_buffer, measures, stats, story
 from minimal_ofn.story import Protocol
+from minimal_ofn.story.report import _ofn_alignment_evidence
 
 
 @pytest.mark.parametrize("shift, expected", [(5.0, stats.HOLDS), (-5.0, stats.CONTRADICTED), (0.0, stats.UNRESOLVED)])
@@ -40,15 +41,15 @@ def test_quantities_use_the_right_rows():
             _row(1200, q_rollout=12.0, mc_soft_return=10.0, eval_return=50.0),  # carried-over eval: not counted
             _row(1230, q_rollout=16.0, mc_soft_return=10.0),
             _row(1250, q_rollout=math.nan, mc_soft_return=10.0, eval_return=10.0)]
-    assert story.late_overestimation(rows, seed_steps=1000) == 4.0  # last third (from step 1167): mean of 2 and 6
-    assert story.mean_return(rows, 1000, eval_every=250) == 10.0  # only the step-1250 evaluation
-    assert story.mean_return(rows[:3], 1000, eval_every=250) == 50.0  # the last step is always evaluated
-    assert story.mean_return(rows, 1000, eval_every=50) == pytest.approx(110 / 3)  # a dip is averaged, not maxed
+    assert measures.late_overestimation(rows, seed_steps=1000) == 4.0  # last third (from step 1167): mean of 2 and 6
+    assert measures.mean_return(rows, 1000, eval_every=250) == 10.0  # only the step-1250 evaluation
+    assert measures.mean_return(rows[:3], 1000, eval_every=250) == 50.0  # the last step is always evaluated
+    assert measures.mean_return(rows, 1000, eval_every=50) == pytest.approx(110 / 3)  # a dip is averaged, not maxed
     # B = (r_max + alpha |A| log 2) / (1 - gamma) = 100 here; |Q| 1000 is 10x beyond it
-    assert story.value_bound(rows[0], act_dim=6, gamma=0.99) == pytest.approx(100.0)
-    assert story.log_peak_over_bound([_row(0, q_replay=-1000.0), _row(1, q_replay=5.0)], "q_replay", 6, 0.99) == \
+    assert measures.value_bound(rows[0], act_dim=6, gamma=0.99) == pytest.approx(100.0)
+    assert measures.log_peak_over_bound([_row(0, q_replay=-1000.0), _row(1, q_replay=5.0)], "q_replay", 6, 0.99) == \
         pytest.approx(1.0)
-    assert story.log_growth([_row(0, adam_v_max=1e-6), _row(1, adam_v_max=math.nan), _row(2, adam_v_max=1e-3)],
+    assert measures.log_growth([_row(0, adam_v_max=1e-6), _row(1, adam_v_max=math.nan), _row(2, adam_v_max=1e-3)],
                             "adam_v_max") == pytest.approx(3.0)
 
 
@@ -151,7 +152,7 @@ def test_the_committed_report_and_the_readme_say_what_the_committed_runs_say():
     assert len(rows) == len(judged) == len(story.judged_claims())
     for k, (row, j) in enumerate(zip(rows, judged), 1):
         assert row.startswith(f"| {k} | {j['claim'].paper} |"), row
-        assert f"| {story._fmt(j['effect'])} [{story._fmt(j['low'])}, {story._fmt(j['high'])}] |" in row, row
+        assert f"| {story.fmt(j['effect'])} [{story.fmt(j['low'])}, {story.fmt(j['high'])}] |" in row, row
         assert row.endswith(f"**{j['verdict']}** |"), row
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert [line for line in readme.splitlines() if line in rows] == rows, "README's story table differs from story.md"
@@ -172,15 +173,15 @@ def test_an_interrupted_dissection_stack_goes_on_as_if_never_stopped(tmp_path):
     p = Protocol(dissect_env="Pendulum-v1", seeds=(0, 1), hidden=8, batch_size=8, seed_steps=40, compile="off")
     configs = story.dissect_configs(p, fixed=False)
     stack = [c for arm in ("adam", "sgd+momentum", "dropout", "ofn") for c in configs[arm]]
-    whole = story.dissect(stack, 12, 3, False, 6)
+    whole = fixed_buffer.run(stack, 12, 3, False, 6)
     checkpoint = tmp_path / "stack.pt"
-    assert story.dissect(stack, 12, 3, False, 6, checkpoint, until=9) is None
+    assert fixed_buffer.run(stack, 12, 3, False, 6, checkpoint, until=9) is None
     assert checkpoint.exists()
-    resumed = story.dissect(stack, 12, 3, False, 6, checkpoint)
+    resumed = fixed_buffer.run(stack, 12, 3, False, 6, checkpoint)
     assert len(resumed[0]) == 4 and _without_wall_time(resumed) == _without_wall_time(whole)
     other = [c.replace(critic_lr=1e-3) for c in stack]
     with pytest.raises(Exception, match="other settings"):
-        story.dissect(other, 12, 3, False, 6, checkpoint)
+        fixed_buffer.run(other, 12, 3, False, 6, checkpoint)
 
 
 def test_the_story_runs_end_to_end_writes_its_report_and_resumes_without_rerunning(tmp_path, capsys):
@@ -231,7 +232,7 @@ def test_ofn_learns_evidence_reports_the_alignment_and_the_last_evaluation_from_
 
     arms = {"ofn": [run([0, 0.2, 0.99, 0.5], [0, 0.5, 0.001, 0.3], [0, 5.0, 0.3, 30.0], s) for s in range(3)],
             "baseline": [run([0, 0.1, 0.6, 0.4], [0, 1.0, 0.8, 0.9], [0, 20.0, 25.0, 10.0], s) for s in range(3)]}
-    text = story._ofn_alignment_evidence(arms, p)
+    text = _ofn_alignment_evidence(arms, p)
     assert "cos(phi, w) was 0.99, 0.99, 0.99 (baseline 0.6, 0.6, 0.6)" in text
     assert "spread of Q over a batch 0.001, 0.001, 0.001 (baseline 0.8, 0.8, 0.8)" in text
     assert "lowest evaluation return 0.3, 0.3, 0.3 (baseline 10, 11, 12)" in text
@@ -240,7 +241,7 @@ def test_ofn_learns_evidence_reports_the_alignment_and_the_last_evaluation_from_
     for rows in arms["ofn"]:  # runs from before cos_phi_w was logged: nan, no crash
         for r in rows:
             del r["cos_phi_w"]
-    assert "cos(phi, w) was nan, nan, nan" in story._ofn_alignment_evidence(arms, p)
+    assert "cos(phi, w) was nan, nan, nan" in _ofn_alignment_evidence(arms, p)
 
 
 def test_the_committed_report_gives_the_alignment_evidence_where_ofn_learns_is_not_shown():

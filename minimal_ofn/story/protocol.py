@@ -1,0 +1,111 @@
+"""The story's protocol: its three parts' settings (Protocol) and arms, as Config changes over each part's base.
+
+Part 1, dissection: critic-only variants on a fixed early buffer (fixed_buffer.py), each with the temperature
+learned (from SAC's usual 1) and held at a small value. Part 2, online: UTD `utd` against UTD 1, the latter for as
+many environment steps and for as many updates. Part 3, priming then learning. The arms are names from
+config.VARIANTS, the one table of arms; "adam" is the dissection's name for the baseline (an Adam critic).
+"""
+
+from dataclasses import dataclass
+
+from .. import config as cfgmod
+from ..config import Config
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every setting of the story; each field is a --flag of `python -m minimal_ofn.story` (its comment the help)."""
+    seeds: tuple = (0, 1, 2, 3, 4)  # every arm runs once per seed (3 or more, for an interval)
+    # --- part 1, the dissection on a fixed buffer
+    dissect_env: str = "dmc:cheetah-run"  # the task whose random transitions fill the fixed buffer
+    dissect_updates: int = 20_000  # SAC updates on the fixed buffer: far enough past the onset of divergence
+    dissect_log_every: int = 500  # a metrics row every this many updates
+    dissect_mc_every: int = 4_000  # a Monte Carlo rollout of the policy every this many updates
+    dissect_alpha: float = 1.0  # the learned temperature's start: SAC's usual one
+    dissect_fixed_alpha: float = 0.01  # the fixed temperature: small, so that B is the rewards' bound, not entropy's
+    # --- part 2, online
+    online_env: str = "dmc:cheetah-run"  # the online task
+    utd: int = 32  # the high update-to-data ratio, against UTD 1
+    online_steps: int = 1_000  # learning steps after seed_steps (utd updates each): past alpha's transient
+    online_alpha: float = 1.0  # the learned temperature's start
+    # --- part 3, priming then learning
+    priming_env: str = "dmc:cartpole-swingup"  # a task on which the unprimed agent learns within the budget
+    priming_utd: int = 8  # UTD of the learning after priming
+    priming_updates: int = 25_000  # updates on the seed_steps random transitions before learning goes on
+    priming_steps: int = 1_000  # learning steps after priming
+    priming_alpha: float = 0.1  # the learned temperature's start
+    # --- every part
+    log_every: int = 100  # a metrics row every this many environment steps (parts 2 and 3)
+    online_eval_every: int = 250  # evaluation episodes every this many steps, part 2
+    priming_eval_every: int = 100  # ... part 3
+    eval_episodes: int = 5  # episodes per evaluation
+    seed_steps: int = 1_000  # uniformly random transitions before learning (the fixed buffer of part 1)
+    hidden: int = 64  # units per hidden layer (2 layers), actor and critic
+    batch_size: int = 64  # transitions per update
+    # "update": each stack's whole update as one compiled graph (compiled.py), which pays on stacks this long;
+    # "off": sac.py's readable eager update
+    compile: str = "update"
+
+
+DISSECT_ARMS = {"adam": cfgmod.VARIANTS["baseline"],
+                **cfgmod.arms("critic_beta1=0", "critic_beta1=0.5", "rmsprop", "sgd+momentum", "sgd", "l2", "adamw",
+                              "dropout", "ln", "dropout+ln", "ofn")}
+ONLINE_ARMS = cfgmod.arms("baseline", "ofn", "ln", "dropout+ln", "l2")
+ONLINE_UTD1_ARMS = ("baseline", "ofn")
+PRIMING_ARMS = {  # "priming" and "reset" are filled in by priming_arms (their sizes come from the protocol)
+    "baseline": {},
+    "baseline+priming": {"priming": True},
+    "baseline+priming+reset": {"priming": True, "reset": True},
+    "ofn": {"ofn": True},
+    "ofn+priming": {"ofn": True, "priming": True},
+}
+TEMPERATURES = ("learned", "fixed")  # the dissection's two arms of the temperature: SAC's own, and held at its start
+
+
+def temperature_label(p: Protocol, temp) -> str:
+    return {"learned": f"learned from {p.dissect_alpha:g}", "fixed": f"fixed at {p.dissect_fixed_alpha:g}"}.get(temp, "")
+
+
+def dissect_configs(p: Protocol, fixed: bool) -> dict:
+    """{arm: [Config per seed]} for part 1; temperature_lr 0 holds alpha at its start."""
+    base = cfgmod.preset("tutorial", env=p.dissect_env, steps=p.seed_steps, seed_steps=p.seed_steps,
+                         hidden=p.hidden, batch_size=p.batch_size, compile=p.compile,
+                         init_temperature=p.dissect_fixed_alpha if fixed else p.dissect_alpha,
+                         temperature_lr=0.0 if fixed else cfgmod.Config.temperature_lr)
+    return {arm: [base.replace(seed=s, **ch) for s in p.seeds] for arm, ch in DISSECT_ARMS.items()}
+
+
+def online_base(p: Protocol, utd) -> Config:
+    """UTD `utd` (or 1) for online_steps learning steps; utd "1x": UTD 1 for as many updates as UTD p.utd,
+    its logs and evaluations p.utd times sparser in steps (the same in updates)."""
+    scale = p.utd if utd == "1x" else 1
+    return cfgmod.preset("tutorial", env=p.online_env, utd=1 if utd == "1x" else utd, compile=p.compile,
+                         steps=p.seed_steps + p.online_steps * scale, seed_steps=p.seed_steps, hidden=p.hidden,
+                         batch_size=p.batch_size, init_temperature=p.online_alpha, log_every=p.log_every * scale,
+                         eval_every=p.online_eval_every * scale, eval_episodes=p.eval_episodes,
+                         checkpoint_every=500 * scale)
+
+
+def online_folder(p: Protocol, utd) -> str:
+    return "utd1_equal_updates" if utd == "1x" else f"utd{utd}"
+
+
+def priming_base(p: Protocol) -> Config:
+    return cfgmod.preset("tutorial", env=p.priming_env, utd=p.priming_utd, steps=p.seed_steps + p.priming_steps,
+                         seed_steps=p.seed_steps, hidden=p.hidden, batch_size=p.batch_size, compile=p.compile,
+                         init_temperature=p.priming_alpha, log_every=p.log_every,
+                         eval_every=p.priming_eval_every, eval_episodes=p.eval_episodes, checkpoint_every=500)
+
+
+def priming_arms(p: Protocol) -> dict:
+    """PRIMING_ARMS as Config changes: priming = K updates on the random transitions; the reset falls
+    on update K, i.e. right after priming (and every K updates after, beyond this budget)."""
+    out = {}
+    for arm, spec in PRIMING_ARMS.items():
+        changes = {k: v for k, v in spec.items() if k not in ("priming", "reset")}
+        if spec.get("priming"):
+            changes["priming_updates"] = p.priming_updates
+        if spec.get("reset"):
+            changes.update(reset_every=p.priming_updates, reset_kind="full")
+        out[arm] = changes
+    return out
