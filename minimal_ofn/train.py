@@ -56,6 +56,7 @@ from .envs import make_env, make_vec_env
 from .memory import keep_freed_memory
 from .progress import bar
 from .replay import ReplayBuffer
+from .resets import reset_agent
 from .runs import METRICS, atomic_write, load_metrics, prepare, status, write_metrics
 from .sac import SAC
 
@@ -158,7 +159,7 @@ class Lockstep:
     def reset_due_agents(self) -> None:
         for i, cfg in enumerate(self.configs):
             if i not in self.failed and self.fn.reset_due(cfg.reset_every, self.updates):
-                self.sac.reset_agent(i, cfg.reset_kind)
+                reset_agent(self.sac, i, cfg.reset_kind)  # resets.py: "critic_optimizer" is not SAC's own
 
     def learn(self) -> None:
         """The updates that follow one environment step, outside utd_loop (bench.py times them this way)."""
