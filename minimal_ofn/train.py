@@ -114,8 +114,11 @@ class Lockstep:
         self.keep_good_state()
 
     # ---- acting and learning
-    def env_step(self) -> None:
-        if self.t < self.c0.seed_steps:
+    def env_step(self, action: torch.Tensor | None = None) -> None:
+        """One step of every env; `action` [N, da] in [-1, 1] replaces the random / policy action (fixed_buffer.py)."""
+        if action is not None:
+            pass
+        elif self.t < self.c0.seed_steps:
             action = torch.stack([torch.rand(self.act_dim, generator=g, device=self.device) * 2 - 1
                                   for g in self.generators])
         else:
