@@ -68,7 +68,9 @@ class Config:
     ofn: bool = False  # output feature normalization on the critic
     # --- resets and priming (tutorial 6)
     reset_every: int = 0  # gradient updates between resets; 0 = never
-    reset_kind: str = "full"  # "full": actor, critic, targets, temperature, optimizers; "actor": actor only
+    # "full": actor, critic, targets, temperature, optimizers; "actor": actor only; "critic_optimizer": the critic's
+    # optimizer state only (Adam's m, v), the weights untouched
+    reset_kind: str = "full"
     priming_updates: int = 0  # updates on the seed_steps random transitions alone, before training goes on
     # --- logging, evaluation, checkpoints (in environment steps)
     log_every: int = 1_000  # a metrics row (losses, Q diagnostics) every this many steps
@@ -116,7 +118,8 @@ class Config:
             (self.critic_optimizer in (None, *KINDS),
              f"critic_optimizer must be one of {', '.join(KINDS)}, got {self.critic_optimizer!r}"),
             (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
-            (self.reset_kind in ("full", "actor"), f"reset_kind must be 'full' or 'actor', got {self.reset_kind!r}"),
+            (self.reset_kind in ("full", "actor", "critic_optimizer"),
+             f"reset_kind must be 'full', 'actor' or 'critic_optimizer', got {self.reset_kind!r}"),
             (min(self.log_every, self.eval_every, self.checkpoint_every) > 0, "log/eval/checkpoint intervals must be > 0"),
             (self.priming_updates >= 0 and self.reset_every >= 0, "priming_updates and reset_every must be >= 0"),
             (self.priming_updates == 0 or self.seed_steps > 0, "priming needs seed_steps > 0 random transitions"),
@@ -135,11 +138,11 @@ class Config:
 
 
 @functools.cache
-def field_help() -> dict:
-    """{field: help text} for every Config field: the comment lines just above it, then the one beside it.
-
-    The comments in the class above are the one place a field is described; --help reads them here."""
-    source = inspect.getsource(Config)
+def field_help(cls=None) -> dict:
+    """{field: help text} for every field of a dataclass (default Config): the comment lines just above it, then the
+    one beside it. The comments in the class are the one place a field is described; --help reads them here."""
+    cls = Config if cls is None else cls
+    source = inspect.getsource(cls)
     comments = {tok.start[0]: tok.string.lstrip("#").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
     helps, above = {}, []
@@ -147,12 +150,12 @@ def field_help() -> dict:
         name = line.split(":")[0].strip()
         if line.lstrip().startswith("#"):
             above = [] if comments[number].startswith("---") else [*above, comments[number]]
-        elif name in Config.__dataclass_fields__ and line.startswith("    " + name):
+        elif name in cls.__dataclass_fields__ and line.startswith("    " + name):
             helps[name] = " ".join([*above, comments.get(number, "")]).strip()
             above = []
         else:
             above = []
-    return {name: helps.get(name, "") for name in Config.__dataclass_fields__}
+    return {name: helps.get(name, "") for name in cls.__dataclass_fields__}
 
 
 # Fields that must agree for agents to share one stacked update (the rest may differ per agent).
@@ -182,16 +185,38 @@ def preset(name: str, **changes) -> Config:
     return PRESETS[name].replace(**changes)
 
 
-# The paper's variants, as changes to a base config (names used across tutorials and experiments). Each name
-# says what it changes; "+" joins names (experiment.variant_changes), so "dropout+ln" is dropout and LayerNorm.
+# The one table of arms: every variant of the update this package runs, as changes to a base config. The
+# experiment's variants, the story's arms (minimal_ofn/story/protocol.py), the demo's and the bench's stacks are
+# names from it. Each name says what it changes; experiment.variant_changes also joins names with "+"
+# ("ofn+priming"), so a name that holds a "+" ("dropout+ln") is one arm of its own.
 VARIANTS = {
     "baseline": {},
     "beta1=0": {"critic_beta1": 0.0, "actor_beta1": 0.0},  # Adam without momentum, actor and critic
     "critic_beta1=0": {"critic_beta1": 0.0},  # ... the critic's only
+    "critic_beta1=0.5": {"critic_beta1": 0.5},  # the critic's Adam with half its usual momentum
+    "rmsprop": {"critic_optimizer": "rmsprop"},  # the critic's Adam second moment alone
+    "sgd+momentum": {"critic_optimizer": "sgd", "critic_beta1": 0.9},  # the critic's first moment alone
+    "sgd": {"critic_optimizer": "sgd", "critic_beta1": 0.0},  # neither moment
+    # Undampened momentum beta multiplies SGD's step by 1 / (1 - beta): these two make matched pairs with the two above
+    # (SGD+momentum at lr against SGD at lr / (1 - beta)), so that momentum is compared at the same effective step.
+    "sgd+momentum@3e-5": {"critic_optimizer": "sgd", "critic_beta1": 0.9, "critic_lr": 3e-5},
+    "sgd@3e-3": {"critic_optimizer": "sgd", "critic_beta1": 0.0, "critic_lr": 3e-3},
     "dropout": {"critic_dropout": 0.01},  # dropout alone, at DroQ's rate
     "ln": {"critic_layer_norm": True},  # LayerNorm alone
     "dropout+ln": {"critic_dropout": 0.01, "critic_layer_norm": True},  # DroQ's critic
     "l2": {"critic_l2": 1e-3},  # an L2 loss penalty on the critic's weights
+    "l2=1e-4": {"critic_l2": 1e-4},  # ... at smaller coefficients
+    "l2=1e-5": {"critic_l2": 1e-5},
     "adamw": {"critic_weight_decay": 0.1},  # decoupled weight decay (AdamW) on the critic
     "ofn": {"ofn": True},
 }
+# The mixed stack the speed benchmark times (bench.py): five arms that touch every part of the update.
+BENCH_MIX = ("baseline", "beta1=0", "dropout+ln", "adamw", "ofn")
+
+
+def arms(*names: str) -> dict:
+    """{name: Config changes} for these names of VARIANTS, in this order."""
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown arm {unknown[0]!r}; arms: {', '.join(VARIANTS)}")
+    return {n: dict(VARIANTS[n]) for n in names}

@@ -1,40 +1,35 @@
-"""The paper's central measurement in about two minutes on a 2-core CPU: SAC's critic, trained with
+"""The paper's central measurement in a few minutes on a 2-core CPU: SAC's critic, trained with
 Adam and with OFN on a fixed early buffer, against the largest value any policy could have there.
 
     python -m minimal_ofn.demo                          # Adam and OFN, 3 seeds, 20,000 updates each
     python -m minimal_ofn.demo --arms adam critic_beta1=0 rmsprop sgd ofn --updates 30000
 
-This is part 1 of the story (story.py, docs/story/story.md) in miniature. 1000 uniformly random
-transitions of dmc:cheetah-run fill a buffer D; then every agent makes `updates` SAC updates on D
-alone, so nothing but the update rule moves Q. On D no policy's soft value can exceed
+This is part 1 of the story (minimal_ofn/story, docs/story/story.md) in miniature: uniformly random
+transitions of dmc:cheetah-run fill a buffer D, then every agent makes `updates` SAC updates on D
+alone (fixed_buffer.py), so nothing but the update rule moves Q. On D no policy's soft value can exceed
 
-    B = (r_max + alpha |A| log 2) / (1 - gamma)         (r_max: the largest reward in D)
+    B = (r_max + alpha |A| log 2) / (1 - gamma)         (measures.py; r_max: the largest reward in D)
 
 so log10(peak |Q| / B) > 0 is divergence: a value no policy can have, on D's own actions (seen)
 and on uniform random actions (unseen). Each claim is an effect over seeds with a 95% bootstrap
 interval (rliable, stats.py), and its verdict is printed by the story's own code.
 
-Why a fixed buffer and a fixed temperature of 0.01. Online, SAC's temperature starts at 1 and
-falls about 3e-4 per update in log space; for thousands of updates the entropy bonus alpha |A| log 2
-/ (1 - gamma) (416 at alpha 1) dwarfs cheetah's early rewards (r_max about 0.06, so 6 in B), and a
-short online run judges the bonus, not the critic. Fixed at 0.01, B is about 10 and any Q far
-above it is the critic's own doing. The story runs the same with the temperature learned, too.
-
-Why 20,000 updates: as in the story's part 1, whose 5 Adam seeds were 14-180 B by then. Adam's Q
-crosses B after 8,000-11,000 updates on this buffer (this demo's curve near 10,500). At 12,000 (the
-default until 2026-12-02) its 3 seeds were 1.0-3.3 B, one of them at B itself, so float rounding alone
-moved the interval's lower end across 0 and flipped two verdicts (HOLDS before the critic head's
-multiply-and-sum, UNRESOLVED after it, on one machine). A claim should not rest on the onset.
-64 hidden units and batch 64 as in the story; `--hidden 128 --batch-size 128` gives the tutorials' networks.
+Why a fixed temperature (0.01 by default): online, SAC's temperature starts at 1 and falls slowly, and
+while it is large the entropy bonus alpha |A| log 2 / (1 - gamma) dwarfs the early rewards, so a short
+run judges the bonus, not the critic. Held small, B is the rewards' bound and any Q far above it is the
+critic's own doing. Why 20,000 updates: well past the onset of divergence, so that no verdict rests on
+the update at which Adam's Q first crosses B (docs/measured.md has the runs behind both choices).
 """
 
 import time
 
 import matplotlib.pyplot as plt
 
-from . import stats, story
+from . import fixed_buffer, stats, story
 from .cli import Parser, RunError, cli, set_threads
 from .envs import make_env
+from .measures import log_peak_over_bound, value_bound
+from .plots import plot_metric
 
 DEFAULT_ARMS = ("adam", "ofn")
 
@@ -43,7 +38,7 @@ def verdicts(results: dict, act_dim: int, gamma: float = 0.99, reps: int = 2_000
     """The story's part-1 claims on these runs: Adam diverges (seen, unseen), and each other arm lowers Adam's
     peak |Q| (for OFN: the paper's "OFN stops the divergence"). One dict per claim, with its effect and verdict."""
     def log_peak(arm, key="q_replay"):
-        return [story.log_peak_over_bound(rows, key, act_dim, gamma) for rows in results[arm]]
+        return [log_peak_over_bound(rows, key, act_dim, gamma) for rows in results[arm]]
 
     claims = [("Adam's Q diverges on seen actions", "log10(peak |Q| / B) on D's actions", log_peak("adam"), None),
               ("... and on unseen actions", "log10(peak |Q| / B) on uniform actions", log_peak("adam", "q_ood"), None)]
@@ -65,9 +60,9 @@ def table(results: dict, act_dim: int, gamma: float = 0.99) -> str:
     for arm, runs in results.items():
         for rows in runs:
             peak = max(abs(r["q_replay"]) for r in rows)
-            lines.append(f"{arm:<16}{rows[0]['seed']:>5}{peak:>11.3g}{story.value_bound(rows[-1], act_dim, gamma):>8.3g}"
-                         f"{story.log_peak_over_bound(rows, 'q_replay', act_dim, gamma):>8.2f}"
-                         f"{story.log_peak_over_bound(rows, 'q_ood', act_dim, gamma):>8.2f}")
+            lines.append(f"{arm:<16}{rows[0]['seed']:>5}{peak:>11.3g}{value_bound(rows[-1], act_dim, gamma):>8.3g}"
+                         f"{log_peak_over_bound(rows, 'q_replay', act_dim, gamma):>8.2f}"
+                         f"{log_peak_over_bound(rows, 'q_ood', act_dim, gamma):>8.2f}")
     return "\n".join(lines)
 
 
@@ -78,12 +73,10 @@ def explain(judged: list[dict]) -> str:
 
 
 def figure(results: dict, act_dim: int, title: str, gamma: float = 0.99):
-    from .plots import plot_metric
-
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     for ax, key, where in zip(axes, ("q_replay", "q_ood"), ("D's actions (seen)", "uniform actions (unseen)")):
         curves = {arm: [[{**r, "step": r["updates"],
-                          "ratio": abs(r[key]) / story.value_bound(r, act_dim, gamma)} for r in rows] for rows in runs]
+                          "ratio": abs(r[key]) / value_bound(r, act_dim, gamma)} for r in rows] for rows in runs]
                   for arm, runs in results.items()}
         plot_metric(curves, "ratio", ax=ax, log=True, title=f"|Q| / B on {where}")
         ax.axhline(1.0, color="gray", lw=1, ls="--")
@@ -132,8 +125,9 @@ def main(argv=None):
               f"of {args.env}, then {args.updates} SAC updates on them alone (alpha fixed at {args.alpha:g}, "
               f"2x{args.hidden} networks, batch {args.batch_size})")
         start = time.time()
-        rows = story.dissect([c for _, c in stack], args.updates, max(1, args.updates // 24),
-                             mc_every=args.updates + 1)  # no Monte Carlo rollouts: B is the bound used here
+        rows = fixed_buffer.run([c for _, c in stack], args.updates, max(1, args.updates // 24),
+                                mc_every=args.updates + 1,  # no Monte Carlo rollouts: B is the bound used here
+                                optimizer_resets=[story.optimizer_resets(p, arm) for arm, _ in stack])
         seconds = time.time() - start
         results = {}
         for (arm, c), r in zip(stack, rows):

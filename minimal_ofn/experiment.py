@@ -8,7 +8,6 @@ unfinished ones resume from their checkpoint.
     python -m minimal_ofn.experiment --preset tutorial --utd 1 32 --variants baseline ofn resets \\
         --seeds 0 1 2 --steps 4000 --out results
     python -m minimal_ofn.experiment plot results          # figures + table for every UTD in results/
-    python -m minimal_ofn.experiment story --out docs/story # the same as python -m minimal_ofn.story (story.py)
 
 Layout: results/utd<U>/<variant>/seed<k>/{config.json, metrics.csv, checkpoint.pt, summary.json}.
 Variant names are those of config.VARIANTS, plus "resets" (full reset every K updates)
@@ -40,7 +39,7 @@ def variant_changes(name: str, reset_every: int = RESET_EVERY, priming_updates: 
     extra = {"resets": {"reset_every": reset_every, "reset_kind": "full"},
              "priming": {"priming_updates": priming_updates}}
     changes = {}
-    for part in name.split("+"):
+    for part in [name] if name in cfgmod.VARIANTS else name.split("+"):  # "sgd+momentum" is one arm
         if part in cfgmod.VARIANTS:
             changes.update(cfgmod.VARIANTS[part])
         elif part in extra:
@@ -150,7 +149,7 @@ GRID_FLAGS = ("utd", "reset_every", "priming_updates")  # Config fields the expe
 
 def _run_main(argv):
     parser = Parser(prog="python -m minimal_ofn.experiment",
-                    description="Run variants x seeds x UTD values (also: 'plot RESULTS', 'story').")
+                    description="Run variants x seeds x UTD values (also: 'plot RESULTS').")
     # These three are per-grid here, not one Config value: --utd takes a list, and the reset and
     # priming settings belong to the 'resets' / 'priming' variants only.
     add_config_args(parser, skip=GRID_FLAGS)
@@ -216,10 +215,6 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "plot":
         _plot_main(argv[1:])
-    elif argv and argv[0] == "story":  # the story has its own module now; this spelling still works
-        from .story import main as story_main
-
-        story_main(argv[1:])
     else:
         _run_main(argv)
 

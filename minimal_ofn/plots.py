@@ -11,7 +11,7 @@ code serves notebooks (inline backend) and scripts (headless, Agg). Log axes lea
 values <= 0 rather than drawing them at the bottom edge. Figures are at most 12 inches
 wide: at the tutorials' 80 dpi that fits a JupyterLab window with readable legends.
 
-The tutorials' helpers live here too: the soft-value limit and its table, and `explorer`.
+The tutorials' helpers live here too: the soft-value limit (measures.py) and its table, and `explorer`.
 """
 
 import math
@@ -19,6 +19,8 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
+
+from .measures import entropy_allowance
 
 LABELS = {
     "q_rollout": "Q on the policy's own states",
@@ -33,14 +35,6 @@ LABELS = {
 
 
 WIDTH = 12  # inches: the widest figure here (960 px at the tutorials' 80 dpi)
-
-
-def entropy_allowance(alpha, act_dim: int, gamma: float):
-    """The most SAC's entropy bonus can add to an honest soft Q: alpha |A| log 2 / (1 - gamma).
-
-    Any distribution on [-1, 1]^|A| has entropy <= |A| log 2, so each future step's bonus
-    -alpha log pi is at most alpha |A| log 2. Works on numbers and numpy arrays."""
-    return alpha * act_dim * math.log(2) / (1 - gamma)
 
 
 def seed_curve(runs: list[list[dict]], metric: str):
@@ -182,11 +176,12 @@ def value_limit(runs, act_dim, gamma=0.99) -> dict:
 
 
 def overestimation(results, act_dim, gamma=0.99) -> None:
-    """Print, per variant: the peak of Q on the policy's states, the Monte Carlo returns and the limit at that step,
+    """Print, per variant: the peak of Q on the policy's states, the Monte Carlo returns and the limit at that step
+    ("limit then": the limit moves with the rewards seen and the temperature, so it is the one at the peak's step),
     the final evaluation return, and at how many logged learning steps Q was above the limit (impossible even with
     the entropy bonus). Seed means throughout."""
     w = max(map(len, results))
-    print(f"{'':{w}s} {'peak Q':>8s} {'at step':>8s} {'MC return':>10s} {'soft MC':>8s} {'limit':>7s} "
+    print(f"{'':{w}s} {'peak Q':>8s} {'at step':>8s} {'MC return':>10s} {'soft MC':>8s} {'limit then':>10s} "
           f"{'final return':>13s}   Q > limit at")
     for name, runs in results.items():
         q, mc, soft = (seed_mean(runs, m) for m in ("q_rollout", "mc_return", "mc_soft_return"))
@@ -194,7 +189,7 @@ def overestimation(results, act_dim, gamma=0.99) -> None:
         peak = max(q, key=q.get)
         above = [s for s in q if s in limit and q[s] > limit[s]]
         print(f"{name:{w}s} {q[peak]:8.2f} {peak:8d} {mc.get(peak, math.nan):10.2f} {soft.get(peak, math.nan):8.2f} "
-              f"{limit.get(peak, math.nan):7.1f} {ret[max(ret)] if ret else math.nan:13.1f}   "
+              f"{limit.get(peak, math.nan):10.1f} {ret[max(ret)] if ret else math.nan:13.1f}   "
               f"{len(above)} of {len(q)} logged steps" + (f" (first: step {above[0]})" if above else ""))
 
 

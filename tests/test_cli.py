@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minimal_ofn import cli as cli_mod
-from minimal_ofn import experiment, train as train_mod
+from minimal_ofn import experiment, story, train as train_mod
 from minimal_ofn.config import Config, field_help
 
 # The underscore spellings (aliases now): the same flags the command took before dashes.
@@ -59,7 +59,7 @@ def test_help_with_a_preset_shows_the_presets_defaults(capsys):
 
 
 def test_experiment_and_story_take_dashed_flags_with_underscore_aliases(capsys):
-    for main, argv in ((experiment.main, ["--help"]), (experiment.main, ["story", "--help"])):
+    for main, argv in ((experiment.main, ["--help"]), (story.main, ["--help"])):
         with pytest.raises(SystemExit):
             main(argv)
         text = capsys.readouterr().out

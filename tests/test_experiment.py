@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from minimal_ofn import experiment as ex  # noqa: E402
-from minimal_ofn import plots  # noqa: E402
+from minimal_ofn import plots, story  # noqa: E402
 from minimal_ofn.config import VARIANTS, Config  # noqa: E402
 from minimal_ofn.train import METRICS, RunError, train  # noqa: E402
 
@@ -101,9 +101,9 @@ def test_a_folder_holding_another_experiment_is_refused(tmp_path):
 
 
 # ---- command line
-def _one_line_error(capsys, argv, match):
+def _one_line_error(capsys, argv, match, main=ex.main):
     with pytest.raises(SystemExit) as exit_:
-        ex.main(argv)
+        main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err, err
@@ -116,8 +116,14 @@ def test_cli_bad_input_is_one_line_and_runs_nothing(tmp_path, capsys):
     _one_line_error(capsys, ["--utd", "two", "--out", out], "invalid int value")
     _one_line_error(capsys, ["plot", str(tmp_path)], "no runs found")
     _one_line_error(capsys, ["--seed", "3", "--out", out], "not --seed")
-    _one_line_error(capsys, ["story", "--seeds", "0", "1", "--out", out], "at least 3 seeds")
-    _one_line_error(capsys, ["story", "--jobs", "0", "--out", out], "--jobs must be >= 1")
+    assert not (tmp_path / "r").exists()
+
+
+def test_story_bad_input_is_one_line_and_the_experiment_has_no_story_alias(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    _one_line_error(capsys, ["story", "--out", out], "unrecognized arguments: story")  # python -m minimal_ofn.story
+    _one_line_error(capsys, ["--seeds", "0", "1", "--out", out], "at least 3 seeds", story.main)
+    _one_line_error(capsys, ["--jobs", "0", "--out", out], "--jobs must be >= 1", story.main)
     assert not (tmp_path / "r").exists()
 
 
