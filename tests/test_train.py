@@ -125,7 +125,8 @@ def test_replay_keeps_the_final_state_of_a_truncated_episode_not_the_reset_state
     run = train_mod.Lockstep([_cfg(seed_steps=240)], progress=False)
     for _ in range(201):
         run.env_step()
-    obs, next_obs = run.buffer.data["obs"][0], run.buffer.data["next_obs"][0]
+    stored = run.buffer.gather(torch.arange(201).unsqueeze(0))
+    obs, next_obs = stored["obs"][0], stored["next_obs"][0]
     torch.testing.assert_close(next_obs[:199], obs[1:200])  # within an episode s' is the next row's s
     assert not torch.allclose(next_obs[199], obs[200])  # Pendulum truncates at 200: obs[200] is a reset state
     # The true final state continues the dynamics: cos/sin of the angle barely move in one step.
