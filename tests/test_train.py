@@ -53,6 +53,33 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
     assert json.loads((tmp_path / "split" / "summary.json").read_text())["step"] == 240
 
 
+def test_incremental_replay_checkpoints_append_only_new_rows_and_resume_exactly(tmp_path):
+    cfg = _cfg(utd=3)  # checkpoint_replay="incremental", the default
+    whole = train(cfg.replace(checkpoint_replay="full"), [tmp_path / "whole"], progress=False)[0]
+    run = tmp_path / "split"
+    train(cfg, [run], progress=False, until=80)
+    first = (run / "replay.bin").stat().st_size
+    train(cfg, [run], resume=True, progress=False, until=160)
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)["replay"]
+    assert saved["stop"] == 160 and saved["bytes"] == (run / "replay.bin").stat().st_size
+    assert 1.8 * first < saved["bytes"] < 2.2 * first  # the second checkpoint appended 80 rows, not 160
+    with open(run / "replay.bin", "ab") as f:
+        f.write(b"a crash between replay.bin and checkpoint.pt leaves a tail")
+    _same(whole, train(cfg, [run], resume=True, progress=False)[0])
+    off = tmp_path / "off"
+    train(cfg.replace(checkpoint_replay="off"), [off], progress=False, until=80)
+    assert not (off / "replay.bin").exists()
+    with pytest.raises(RunError, match="checkpoint_replay='off'"):
+        train(cfg.replace(checkpoint_replay="off"), [off], resume=True, progress=False)
+
+
+def test_envs_in_worker_processes_give_the_metrics_of_serial_stepping():
+    serial = train([_cfg(seed=s, env_workers="0") for s in (0, 1, 2)], progress=False)
+    parallel = train([_cfg(seed=s, env_workers="2") for s in (0, 1, 2)], progress=False)
+    for a, b in zip(serial, parallel):
+        _same(a, b)
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(_cfg(), [tmp_path / "r"], progress=False, until=80)
     with pytest.raises(RunError, match=r"utd \(saved 2, given 4\)"):
