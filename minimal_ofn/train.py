@@ -66,6 +66,9 @@ __all__ = ["train", "Lockstep", "RunError", "NonFiniteLoss", "load_metrics", "ME
            "add_config_args", "config_from_args", "keep_freed_memory"]
 
 
+EVAL_ENVS = 64  # evaluation envs of a stack beyond one per agent (Lockstep.__init__)
+
+
 def _generator(seed: int, device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
@@ -90,9 +93,10 @@ class Lockstep:
         self.generators = [_generator(s, self.device) for s in seeds]
         self.diag_generators = [_generator(s + 1_000_003, self.device) for s in seeds]
         repeat = self.c0.action_repeat
-        # Eval and Monte Carlo: eval_episodes envs per agent, stepped together (diagnostics.rollout).
-        self.eval_envs = [[make_env(self.c0.env, s + 2_000_003, repeat) for _ in range(max(1, self.c0.eval_episodes))]
-                          for s in seeds]
+        # Eval and Monte Carlo: up to eval_episodes envs per agent, stepped together (diagnostics.rollout); at most
+        # EVAL_ENVS in all beyond one per agent (a dog env holds ~100 MB), the other episodes run in rounds.
+        per_agent = max(1, min(self.c0.eval_episodes, EVAL_ENVS // self.n))
+        self.eval_envs = [[make_env(self.c0.env, s + 2_000_003, repeat) for _ in range(per_agent)] for s in seeds]
         obs_dim = self.eval_envs[0][0].observation_space.shape[0]
         self.act_dim = self.eval_envs[0][0].action_space.shape[0]
         capacity = self.c0.buffer_size or self.c0.steps
@@ -100,7 +104,7 @@ class Lockstep:
             per = replay.planned_bytes(1, capacity, obs_dim, self.act_dim, self.c0.replay_dtype)
             print(f"replay: {per / capacity:,.0f} bytes per transition ({self.c0.replay_dtype} observations, each "
                   f"stored once), {replay.gib(per)} per agent, {replay.gib(per * self.n)} for {self.n} on "
-                  f"{self.device}", file=sys.stderr)
+                  f"{self.device}")
         self.buffer = ReplayBuffer(self.n, capacity, obs_dim, self.act_dim, self.device, self.c0.replay_dtype)
         self.env_workers = resolve_workers(self.c0.env_workers, self.n, self.eval_envs[0][0])
         self.envs = make_vec_env(self.c0.env, seeds, repeat, self.env_workers)
@@ -193,11 +197,15 @@ class Lockstep:
             diag_batch = self.buffer.sample(max(256, 2 * self.c0.hidden), self.diag_generators)
             columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators))
         if evaluate:
-            k = self.c0.eval_episodes
-            seeds = [list(s) for s in zip(*[self.rollout_seeds(1 + j) for j in range(k)])]
-            results = rollout(self.sac, [e[:k] for e in self.eval_envs], self.diag_generators, self.device, True,
-                              seeds)
-            self.last_eval = [float(np.mean([episode[0] for episode in agent])) for agent in results]
+            returns = [[] for _ in range(self.n)]
+            for first in range(0, self.c0.eval_episodes, len(self.eval_envs[0])):  # rounds of len(eval_envs[0])
+                ks = range(first, min(first + len(self.eval_envs[0]), self.c0.eval_episodes))
+                seeds = [list(s) for s in zip(*[self.rollout_seeds(1 + k) for k in ks])]
+                results = rollout(self.sac, [e[: len(ks)] for e in self.eval_envs], self.diag_generators,
+                                  self.device, True, seeds)
+                for i, agent in enumerate(results):
+                    returns[i] += [episode[0] for episode in agent]
+            self.last_eval = [float(np.mean(r)) for r in returns]
         columns["eval_return"] = self.last_eval
         if monte_carlo_rollout:
             columns.update(monte_carlo(self.sac, [e[0] for e in self.eval_envs], self.diag_generators, self.device,

@@ -80,6 +80,14 @@ def test_envs_in_worker_processes_give_the_metrics_of_serial_stepping():
         _same(a, b)
 
 
+def test_evaluation_in_rounds_equals_all_episodes_at_once(monkeypatch):
+    cfg = [_cfg(steps=120, seed_steps=120, eval_every=120, eval_episodes=3, seed=s) for s in (0, 1)]
+    together = train(cfg, progress=False)
+    monkeypatch.setattr(train_mod, "EVAL_ENVS", 0)  # one eval env per agent: three rounds
+    rounds = train(cfg, progress=False)
+    assert [r[-1]["eval_return"] for r in together] == [r[-1]["eval_return"] for r in rounds]
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(_cfg(), [tmp_path / "r"], progress=False, until=80)
     with pytest.raises(RunError, match=r"utd \(saved 2, given 4\)"):
