@@ -324,3 +324,15 @@ def test_evaluation_episodes_stepped_together_equal_one_at_a_time():
         alone = rollout(sac, [e[k] for e in envs], gens, torch.device("cpu"), True, [5 + k, 8 + k], max_steps=30)
         for i in range(2):
             assert together[i][k][0] == alone[i][0] and together[i][k][2] == alone[i][2]
+
+
+def test_a_run_prints_replay_bytes_and_refuses_a_buffer_past_memory_in_one_line(capsys):
+    from minimal_ofn.config import Config
+    from minimal_ofn.train import Lockstep, RunError, train
+
+    tiny = dict(env="Pendulum-v1", steps=40, seed_steps=20, batch_size=8, hidden=8)
+    Lockstep([Config(**tiny, replay_dtype="float16")], progress=True)
+    # Pendulum: 3-D observations in 16 bits, a 1-D action, reward, terminated, end slot: 6 + 4 + 12 bytes
+    assert "replay: 22 bytes per transition (float16 observations" in capsys.readouterr().out
+    with pytest.raises(RunError, match=r"^replay for 2 agents x 100,000,000,000 transitions needs .* GiB, more than"):
+        train([Config(**tiny, buffer_size=10**11, seed=s) for s in (0, 1)], progress=False)
