@@ -336,3 +336,13 @@ def test_a_run_prints_replay_bytes_and_refuses_a_buffer_past_memory_in_one_line(
     assert "replay: 22 bytes per transition (float16 observations" in capsys.readouterr().out
     with pytest.raises(RunError, match=r"^replay for 2 agents x 100,000,000,000 transitions needs .* GiB, more than"):
         train([Config(**tiny, buffer_size=10**11, seed=s) for s in (0, 1)], progress=False)
+
+
+def test_halfcheetah_builds_without_the_settotalmass_note_or_a_mujoco_log_file(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from minimal_ofn.envs import make_env; make_env('HalfCheetah-v5', 0)"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "settotalmass" not in out.stderr and not (tmp_path / "MUJOCO_LOG.TXT").exists()
