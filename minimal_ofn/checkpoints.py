@@ -23,7 +23,6 @@ from .cli import RunError
 from .envs import env_at, stack_envs
 
 REPLAY_FILE = "replay.bin"
-REPLAY_MODES = ("incremental", "full", "off")
 
 
 def _tree(fn, *trees):
@@ -46,10 +45,7 @@ def _stacked_state(run) -> dict:
 
 def agent_rows(run, i: int, start: int = 0) -> dict:
     """Agent i's replay transitions number start onwards (ReplayBuffer.rows, sliced to agent i)."""
-    rows = run.buffer.rows(start)
-    mine = {k: (v[i : i + 1].clone() if isinstance(v, torch.Tensor) else v) for k, v in rows.items()}
-    mine["final_obs"] = mine["final_obs"][:, : int(mine["ended"].sum())]
-    return mine
+    return run.buffer.rows(start, agents=[i])
 
 
 def agent_state(run, i: int, replay: str = "full") -> dict:

@@ -130,22 +130,25 @@ class ReplayBuffer:
         return {k: out[k] for k in self.FIELDS}
 
     # ---- checkpoints: transitions in the order they were added, so a run can save only the new ones
-    def rows(self, start: int, stop: int | None = None) -> dict:
-        """Transitions number start .. stop-1 (those still held), on the CPU, for every agent: the stored fields,
-        `ended` [N, K], their final observations `final_obs` [N, M, D] in order (padded to the most ends of any
-        agent), the count and s' of the newest row."""
+    def rows(self, start: int, stop: int | None = None, agents=None) -> dict:
+        """Transitions number start .. stop-1 (those still held), on the CPU, for `agents` (default all): the
+        stored fields, `ended` [N, K], their final observations `final_obs` [N, M, D] in order (padded to the
+        most ends of any agent), the count and s' of the newest row."""
         stop = self.count if stop is None else stop
         start = max(start, self.count - self.capacity)
+        agents = torch.arange(self.n) if agents is None else torch.as_tensor(agents)
         at = torch.arange(start, stop, device=self.device) % self.capacity
-        out = {k: v[:, at].cpu() for k, v in self.data.items()}
-        slot = self.end_slot[:, at]
+        rows = agents.to(self.device).unsqueeze(1)
+        pick = lambda v: v[rows, at]  # noqa: E731  (only these agents' rows are copied)
+        out = {k: pick(v).cpu() for k, v in self.data.items()}
+        slot = pick(self.end_slot)
         out["ended"] = (slot >= 0).cpu()
         m = int(out["ended"].sum(1).max()) if len(at) else 0
-        final = torch.zeros(self.n, m, self.final_obs.shape[2], dtype=self.final_obs.dtype)
-        for i in range(self.n):
-            mine = slot[i][slot[i] >= 0].long()
-            final[i, : len(mine)] = self.final_obs[i, mine].cpu()
-        out.update(final_obs=final, start=start, stop=stop, newest_next=self.newest_next.cpu())
+        final = torch.zeros(len(agents), m, self.final_obs.shape[2], dtype=self.final_obs.dtype)
+        for row, i in enumerate(agents.tolist()):
+            mine = slot[row][slot[row] >= 0].long()
+            final[row, : len(mine)] = self.final_obs[i, mine].cpu()
+        out.update(final_obs=final, start=start, stop=stop, newest_next=self.newest_next[rows[:, 0]].cpu())
         return out
 
     def extend(self, rows: dict) -> None:
