@@ -36,6 +36,10 @@ class Config:
     utd: int = 1  # update-to-data ratio: gradient updates per environment step
     seed_steps: int = 5_000  # uniformly random actions before learning starts
     device: str = "auto"  # "auto" picks CUDA when present
+    action_repeat: int = 1  # each action applied this many times, rewards summed (envs.py); steps count agent steps
+    # Worker processes stepping the stack's envs (envpool.py): "auto" uses them when the physics of one lockstep step
+    # is slow enough to pay and there are 3 or more cores, "0" steps serially; results are the same either way.
+    env_workers: str = "auto"
     # "update": the whole SAC update as one compiled graph (sac.SAC.learn through torch.compile; on a GPU with CUDA
     # graphs): faster per update after a one-time compile, so it pays on long runs (docs/speed.md). "off": the same
     # update, eager. "auto" (the default): "update" for a training run on CPU that plans AUTO_COMPILE_UPDATES
@@ -53,6 +57,7 @@ class Config:
     init_temperature: float = 1.0  # alpha at the start (and after a full reset)
     target_entropy: float | None = None  # the entropy SAC's temperature steers to; None: -|A| / 2
     buffer_size: int | None = None  # replay capacity in transitions; None: hold the whole run
+    replay_dtype: str = "float32"  # observations stored in "float32", "float16" or "bfloat16" (half the memory)
     # --- optimizer momentum (tutorial 3)
     optimizer: str = "adam"  # of the actor, and of the critic unless critic_optimizer is set: "adam", "rmsprop", "sgd"
     critic_optimizer: str | None = None  # the critic's own: "adam", "rmsprop" (no momentum) or "sgd" (momentum = critic_beta1)
@@ -78,6 +83,9 @@ class Config:
     eval_episodes: int = 1  # episodes per evaluation
     mc_every: int = 0  # Monte Carlo rollouts for the overestimation diagnostic; 0 = at every log
     checkpoint_every: int = 10_000  # an atomic checkpoint.pt every this many steps
+    # The replay in checkpoints: "incremental" appends only the new transitions to replay.bin, "full" writes all of
+    # it into checkpoint.pt each time, "off" none (such a run cannot resume).
+    checkpoint_replay: str = "incremental"
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -123,6 +131,14 @@ class Config:
             (min(self.log_every, self.eval_every, self.checkpoint_every) > 0, "log/eval/checkpoint intervals must be > 0"),
             (self.priming_updates >= 0 and self.reset_every >= 0, "priming_updates and reset_every must be >= 0"),
             (self.priming_updates == 0 or self.seed_steps > 0, "priming needs seed_steps > 0 random transitions"),
+            (isinstance(self.action_repeat, int) and self.action_repeat >= 1,
+             f"action_repeat must be an integer >= 1, got {self.action_repeat!r}"),
+            (str(self.env_workers) == "auto" or str(self.env_workers).isdigit(),
+             f"env_workers must be auto or a number >= 0, got {self.env_workers!r}"),
+            (self.replay_dtype in ("float32", "float16", "bfloat16"),
+             f"replay_dtype must be float32, float16 or bfloat16, got {self.replay_dtype!r}"),
+            (self.checkpoint_replay in ("incremental", "full", "off"),
+             f"checkpoint_replay must be incremental, full or off, got {self.checkpoint_replay!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -162,6 +178,7 @@ def field_help(cls=None) -> dict:
 STACK_FIELDS = (
     "env", "steps", "utd", "seed_steps", "device", "compile", "batch_size", "hidden", "depth", "buffer_size",
     "priming_updates", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every",
+    "action_repeat", "env_workers", "replay_dtype", "checkpoint_replay",
 )
 
 

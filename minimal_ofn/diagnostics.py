@@ -101,37 +101,41 @@ def _srank_or_nan(srank_fn, features):
 
 @torch.no_grad()
 def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps: int = 1000):
-    """One episode per agent in its own env (agent n's policy acts in envs[n], reset with seeds[n]).
+    """One episode per agent in its own env (agent n's policy acts in envs[n], reset with seeds[n]); or, where
+    envs[n] and seeds[n] are lists of K, K episodes per agent, all stepped together (one policy call per step).
 
-    Returns per agent: (undiscounted return, rewards, Q(s_t, a_t), log pi(a_t|s_t)) (log pi: NaN if deterministic)."""
-    n = len(envs)
-    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)])
-    alive = np.ones(n, bool)
-    rewards = [[] for _ in range(n)]
-    qs = [[] for _ in range(n)]
-    log_probs = [[] for _ in range(n)]
+    Returns per agent: (undiscounted return, rewards, Q(s_t, a_t), log pi(a_t|s_t)) (log pi: NaN if deterministic),
+    a list of K of them where envs[n] is a list."""
+    batched = isinstance(envs[0], (list, tuple))
+    grid = [list(e) for e in envs] if batched else [[e] for e in envs]
+    seed_grid = [list(s) for s in seeds] if batched else [[s] for s in seeds]
+    n, k = len(grid), len(grid[0])
+    obs = np.stack([[env.reset(seed=s)[0] for env, s in zip(row, ss)] for row, ss in zip(grid, seed_grid)])
+    alive = np.ones((n, k), bool)
+    rewards = [[[] for _ in range(k)] for _ in range(n)]
+    qs = [[[] for _ in range(k)] for _ in range(n)]
+    log_probs = [[[] for _ in range(k)] for _ in range(n)]
     for _ in range(max_steps):
-        o = torch.as_tensor(obs, device=device).unsqueeze(1)
+        o = torch.as_tensor(obs, device=device)  # [N, K, obs]: the K episodes are the batch axis
         noise = None if deterministic else torch.stack(
-            [torch.randn(1, sac.act_dim, generator=g, device=device) for g in generators])
+            [torch.randn(k, sac.act_dim, generator=g, device=device) for g in generators])
         act, log_prob = sac.actor(o, noise)
-        q = sac.critic(o, act).mean(1).squeeze(1)
-        log_prob = torch.full_like(q, float("nan")) if log_prob is None else log_prob.squeeze(1)
-        act_np, q_np, lp_np = act.squeeze(1).cpu().numpy(), q.cpu().numpy(), log_prob.cpu().numpy()
+        q = sac.critic(o, act).mean(1)
+        log_prob = torch.full_like(q, float("nan")) if log_prob is None else log_prob
+        act_np, q_np, lp_np = act.cpu().numpy(), q.cpu().numpy(), log_prob.cpu().numpy()
         # A diverged actor (non-finite weights) acts zero: a NaN control would stop the physics engine, and the
         # rollout's Q (then NaN too) already says what happened.
         act_np = np.where(np.isfinite(act_np), act_np, 0.0)
-        for i, env in enumerate(envs):
-            if not alive[i]:
-                continue
-            obs[i], r, term, trunc, _ = env.step(act_np[i])
-            rewards[i].append(r)
-            qs[i].append(float(q_np[i]))
-            log_probs[i].append(float(lp_np[i]))
-            alive[i] = not (term or trunc)
+        for i, j in zip(*np.nonzero(alive)):
+            obs[i, j], r, term, trunc, _ = grid[i][j].step(act_np[i, j])
+            rewards[i][j].append(r)
+            qs[i][j].append(float(q_np[i, j]))
+            log_probs[i][j].append(float(lp_np[i, j]))
+            alive[i, j] = not (term or trunc)
         if not alive.any():
             break
-    return [(float(sum(r)), r, q, lp) for r, q, lp in zip(rewards, qs, log_probs)]
+    out = [[(float(sum(r)), r, q, lp) for r, q, lp in zip(*per)] for per in zip(rewards, qs, log_probs)]
+    return out if batched else [episodes[0] for episodes in out]
 
 
 def monte_carlo(sac, envs, generators, device, gammas, seeds) -> dict:

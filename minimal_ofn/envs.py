@@ -7,9 +7,13 @@ Either way the result is a gymnasium.Env with a flat float32 observation vector
 and actions in [-1, 1]. dm_control tasks end after 1000 steps with discount 1:
 that is a *truncation* (the state still has a future, so bootstrap through it);
 only a last step with discount 0 is a *termination*.
+
+action_repeat k (the dog literature's knob): each action is applied k times and the
+rewards summed, so an episode of T physics steps is T / k agent steps.
 """
 
 import os
+import sys
 
 os.environ.setdefault("MUJOCO_GL", "disabled")  # training never renders; set MUJOCO_GL=egl to render
 
@@ -20,6 +24,21 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 DMC_PREFIX = "dmc:"
 SEEDED_MODEL_DOMAINS = {"lqr"}  # suite domains that generate their MuJoCo model from the seed: rebuilt at each seed
 EXAMPLES = "dmc:cheetah-run, dmc:walker-walk, dmc:dog-run, Pendulum-v1, HalfCheetah-v5"
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warnings on stderr, without a MUJOCO_LOG.TXT in the working folder (its default handler writes
+    one), and without the deprecation of `settotalmass` that gymnasium's own HalfCheetah XML still uses."""
+    if "settotalmass" not in message:
+        print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+
+try:
+    import mujoco
+
+    mujoco.set_mju_user_warning(_mujoco_warning)
+except ImportError:  # the gymnasium ids that need no MuJoCo still work
+    pass
 
 
 class DMCEnv(gym.Env):
@@ -97,14 +116,33 @@ class UnitActionFloatObs(gym.Wrapper):
         return self._obs(obs), float(reward), terminated, truncated, info
 
 
+class ActionRepeat(gym.Wrapper):
+    """Apply each action k times, summing the rewards, until the episode ends."""
+
+    def __init__(self, env, k: int):
+        super().__init__(env)
+        self.k = k
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.k):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += reward
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
 def _dmc_tasks() -> list[str]:
     from dm_control import suite
 
     return [f"{DMC_PREFIX}{d}-{t}" for d, t in suite.ALL_TASKS]
 
 
-def make_env(env_id: str, seed: int | None = None) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1) -> gym.Env:
     """Build one environment; raise ValueError naming valid ids when env_id is unknown."""
+    if not isinstance(action_repeat, int) or action_repeat < 1:
+        raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
     if env_id.startswith(DMC_PREFIX):
         name = env_id[len(DMC_PREFIX):]
         domain, _, task = name.partition("-")
@@ -122,17 +160,29 @@ def make_env(env_id: str, seed: int | None = None) -> gym.Env:
             raise ValueError(f"{env_id} has a {type(env.action_space).__name__} action space; SAC here needs a "
                              "continuous (Box) one")
         env = UnitActionFloatObs(env)
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
     env.reset(seed=seed)
     return env
 
 
-def make_vec_env(env_id: str, seeds: list[int]) -> SyncVectorEnv:
+def make_vec_env(env_id: str, seeds: list[int], action_repeat: int = 1, workers: int = 0):
     """One environment per agent, stepped together. Same-step autoreset: when an episode
     ends, step() already returns the next episode's first observation, and the last one
-    is in info["final_obs"] (needed as s' for the replay buffer)."""
-    return stack_envs([make_env(env_id, seed) for seed in seeds])
+    is in info["final_obs"] (needed as s' for the replay buffer). workers > 0: stepped in
+    that many worker processes (envpool.py), with the same results."""
+    return stack_envs([make_env(env_id, seed, action_repeat) for seed in seeds], workers)
 
 
-def stack_envs(envs: list[gym.Env]) -> SyncVectorEnv:
-    """Step existing environments together (used to rebuild a stack from a checkpoint)."""
+def stack_envs(envs: list[gym.Env], workers: int = 0):
+    """Step existing environments together, serially or in `workers` processes (envpool.py)."""
+    if workers > 0:
+        from .envpool import EnvPool
+
+        return EnvPool(envs, workers)
     return SyncVectorEnv([lambda e=e: e for e in envs], autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def env_at(vec, i: int) -> gym.Env:
+    """Env i of a stack as it is now (from a worker process: a copy)."""
+    return vec.envs[i] if isinstance(vec, SyncVectorEnv) else vec.env(i)

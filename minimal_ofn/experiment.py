@@ -168,6 +168,8 @@ def _run_main(argv):
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local",
                         help="where the stacks run: here in turn (local), or as Ray tasks (ray; RAY_ADDRESS: a cluster)")
     parser.add_argument("--cpus-per-stack", type=float, default=1.0, help="CPUs a Ray task reserves (default 1)")
+    parser.add_argument("--plan", action="store_true", help="print agent-updates, replay memory, checkpoint disk and "
+                        "an estimated time (measured here for a moment) for this grid, and run nothing (plan.py)")
     args = parser.parse_args(argv)
 
     def run():
@@ -183,6 +185,11 @@ def _run_main(argv):
                     base.replace(utd=u, **changes).validate()
                 except ValueError as err:
                     raise RunError(f"{name} at utd {u}: {err}") from None
+        if args.plan:
+            from .plan import print_plan
+
+            return print_plan([base.replace(utd=u, **changes, seed=seed) for u in utds
+                               for changes in variants.values() for seed in args.seeds])
         failed = []
         for u in utds:
             try:

@@ -94,9 +94,12 @@ def plot_q_vs_mc(results: dict, ax=None):
         steps, mean, _, _ = seed_curve(runs, "q_bound")
         ax.plot(steps, mean, color=q.get_color(), linestyle=":", label=f"{name}: max reward / (1 - γ)")
         handles.append(Line2D([], [], color=q.get_color(), label=name))
-    ax.set_yscale("log", nonpositive="mask")
+    # A log axis needs a positive value (a very short run may have none yet): matplotlib warns otherwise.
+    positive = any(np.any(np.asarray(line.get_ydata(), float) > 0) for line in ax.get_lines())
+    if positive:
+        ax.set_yscale("log", nonpositive="mask")
     ax.set_xlabel("environment step")
-    ax.set_ylabel("value (log scale)")
+    ax.set_ylabel("value (log scale)" if positive else "value")
     ax.set_title("Q vs Monte Carlo return")
     # One entry per variant (its colour) and a key for the line styles, rather than three entries per variant.
     handles += [Line2D([], [], color="gray", label="Q (solid)"),

@@ -30,7 +30,8 @@ METRICS = [
 
 # Settings that change neither what the agents learn nor their random streams (speed, bookkeeping,
 # how often metrics are written): a run may be continued or read back with other values.
-MAY_DIFFER = {"device", "compile", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every"}
+MAY_DIFFER = {"device", "compile", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every",
+              "env_workers", "checkpoint_replay"}
 
 
 def atomic_write(path: Path, write) -> None:

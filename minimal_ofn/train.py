@@ -52,6 +52,8 @@ from . import config as cfgmod
 from .cli import Interrupted, NonFiniteLoss, Parser, RunError, add_config_args, cli, config_from_args, set_threads
 from .config import Config
 from .diagnostics import critic_diagnostics, monte_carlo, rollout
+from . import replay
+from .envpool import resolve_workers
 from .envs import make_env, make_vec_env
 from .memory import keep_freed_memory
 from .progress import bar
@@ -59,6 +61,9 @@ from .replay import ReplayBuffer
 from .resets import reset_agent
 from .runs import METRICS, atomic_write, load_metrics, prepare, status, write_metrics
 from .sac import SAC
+
+
+EVAL_ENVS = 64  # evaluation envs of a stack beyond one per agent (Lockstep.__init__)
 
 
 def _generator(seed: int, device) -> torch.Generator:
@@ -84,10 +89,23 @@ class Lockstep:
         # Separate streams per agent: training randomness, and diagnostics that must not disturb it.
         self.generators = [_generator(s, self.device) for s in seeds]
         self.diag_generators = [_generator(s + 1_000_003, self.device) for s in seeds]
-        self.envs = make_vec_env(self.c0.env, seeds)
-        self.eval_envs = [make_env(self.c0.env, s + 2_000_003) for s in seeds]  # for eval and Monte Carlo
-        obs_dim = self.envs.single_observation_space.shape[0]
-        self.act_dim = self.envs.single_action_space.shape[0]
+        repeat = self.c0.action_repeat
+        # Eval and Monte Carlo: up to eval_episodes envs per agent, stepped together (diagnostics.rollout); at most
+        # EVAL_ENVS in all beyond one per agent (a dog env holds ~100 MB), the other episodes run in rounds.
+        per_agent = max(1, min(self.c0.eval_episodes, EVAL_ENVS // self.n))
+        self.eval_envs = [[make_env(self.c0.env, s + 2_000_003, repeat) for _ in range(per_agent)] for s in seeds]
+        obs_dim = self.eval_envs[0][0].observation_space.shape[0]
+        self.act_dim = self.eval_envs[0][0].action_space.shape[0]
+        capacity = self.c0.buffer_size or self.c0.steps
+        if progress:  # before anything big is allocated
+            per = replay.planned_bytes(1, capacity, obs_dim, self.act_dim, self.c0.replay_dtype)
+            print(f"replay: {per / capacity:,.0f} bytes per transition ({self.c0.replay_dtype} observations, each "
+                  f"stored once), {replay.gib(per)} per agent, {replay.gib(per * self.n)} for {self.n} on "
+                  f"{self.device}")
+        self.buffer = ReplayBuffer(self.n, capacity, obs_dim, self.act_dim, self.device, self.c0.replay_dtype)
+        self.env_workers = resolve_workers(self.c0.env_workers, self.n, self.eval_envs[0][0])
+        self.envs = make_vec_env(self.c0.env, seeds, repeat, self.env_workers)
+        self.replay_saved = {}  # agent -> what its folder's replay.bin holds (checkpoints.save)
         torch.manual_seed(seeds[0])  # nothing should draw from the global stream; this pins it if something does
         self.compile = self.c0.resolved_compile(functions)  # "auto": compiled where the run is long enough to pay
         if self.c0.compile == "auto" and self.compile == "update" and progress:
@@ -97,7 +115,6 @@ class Lockstep:
         self.sac = SAC([c.replace(compile=self.compile) for c in configs], obs_dim, self.act_dim, self.device,
                        self.generators, functions)
         self.fn = self.sac.fn  # the functions this run uses (plug.py)
-        self.buffer = ReplayBuffer(self.n, self.c0.buffer_size or self.c0.steps, obs_dim, self.act_dim, self.device)
         self.obs, _ = self.envs.reset(seed=seeds)
         self.t, self.updates = 0, 0
         self.episode_return = np.zeros(self.n)
@@ -129,7 +146,7 @@ class Lockstep:
         if "_final_obs" in info:  # same-step autoreset: obs already starts the next episode
             for i in np.flatnonzero(info["_final_obs"]):
                 next_obs[i] = info["final_obs"][i]
-        self.buffer.add(self.obs, action, reward, next_obs, terminated)
+        self.buffer.add(self.obs, action, reward, next_obs, terminated, terminated | truncated)
         self.obs = obs
         self.episode_return += reward
         self.max_reward = np.maximum(self.max_reward, reward)
@@ -181,12 +198,18 @@ class Lockstep:
             grads = self.sac.critic_grads if self.updates else None  # what the last SAC update returned
             columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators, grads))
         if evaluate:
-            results = [rollout(self.sac, self.eval_envs, self.diag_generators, self.device, True,
-                               self.rollout_seeds(1 + k)) for k in range(self.c0.eval_episodes)]
-            self.last_eval = [float(np.mean([r[i][0] for r in results])) for i in range(self.n)]
+            returns = [[] for _ in range(self.n)]
+            for first in range(0, self.c0.eval_episodes, len(self.eval_envs[0])):  # rounds of len(eval_envs[0])
+                ks = range(first, min(first + len(self.eval_envs[0]), self.c0.eval_episodes))
+                seeds = [list(s) for s in zip(*[self.rollout_seeds(1 + k) for k in ks])]
+                results = rollout(self.sac, [e[: len(ks)] for e in self.eval_envs], self.diag_generators,
+                                  self.device, True, seeds)
+                for i, agent in enumerate(results):
+                    returns[i] += [episode[0] for episode in agent]
+            self.last_eval = [float(np.mean(r)) for r in returns]
         columns["eval_return"] = self.last_eval
         if monte_carlo_rollout:
-            columns.update(monte_carlo(self.sac, self.eval_envs, self.diag_generators, self.device,
+            columns.update(monte_carlo(self.sac, [e[0] for e in self.eval_envs], self.diag_generators, self.device,
                                        [c.gamma for c in self.configs], self.rollout_seeds(0)))
         for name, values in columns.items():
             for row, value in zip(rows, values):
@@ -268,7 +291,7 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
         raise RunError(str(err)) from None
     rows = [[] for _ in configs]
     if states[0] == "resume":
-        run.load_agent_states([torch.load(o / "checkpoint.pt", weights_only=False) for o in outs])
+        checkpoints.load(run, outs)
         rows = [[r for r in load_metrics(o) if r["step"] <= run.t] for o in outs]
     c = run.c0
     end = c.steps if until is None else min(until, c.steps)
@@ -278,15 +301,14 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
         for i, o in enumerate(outs or []):
             write_metrics(o / "metrics.csv", rows[i])
             if agents is None or i in agents:
-                state = run.agent_state(i)
-                atomic_write(o / name, lambda tmp: torch.save(state, tmp))
+                checkpoints.save(run, i, o, name, c.checkpoint_replay, atomic_write)
 
     def where(i):
         return str(outs[i]) if outs else f"agent {i}"
 
     def on_failure(i):  # its state as found, before the roll-back
-        if outs:
-            state = run.agent_state(i)
+        if outs:  # without the replay: the transitions up to here are in checkpoint.pt's (or replay.bin)
+            state = run.agent_state(i, "off")
             atomic_write(outs[i] / "checkpoint_nonfinite.pt", lambda tmp: torch.save(state, tmp))
         f = run.failed[i]
         if len(run.failed) < run.n:  # when none is left, the run's one-line NonFiniteLoss says it all
@@ -342,6 +364,7 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     except KeyboardInterrupt:
         raise Interrupted(run.t, saved_step, outs or []) from None
     finally:
+        run.envs.close()  # worker processes, if any, end here
         if phase is not None:
             phase.close()
     if outs and run.t == c.steps:

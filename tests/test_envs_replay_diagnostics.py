@@ -197,3 +197,152 @@ def test_reseeding_a_used_dmc_env_gives_the_episode_of_a_new_env_with_that_seed(
     for seed in rng.integers(0, 10_000, size=2).tolist():
         actions = rng.uniform(-1, 1, size=(30, used.action_space.shape[0])).astype(np.float32)
         assert np.array_equal(episode(make_env(env_id, seed=seed), seed, actions), episode(used, seed, actions))
+
+
+def _reference_run(buf, steps=40, obs_dim=3, seed=0):
+    """Add random transitions with random episode ends; return the explicit (obs, next_obs) of each one."""
+    rng = np.random.default_rng(seed)
+    n = buf.n
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    kept = []
+    for _ in range(steps):
+        ended = rng.random(n) < 0.3
+        final = rng.normal(size=(n, obs_dim)).astype(np.float32)  # s' of the ending episodes
+        following = rng.normal(size=(n, obs_dim)).astype(np.float32)  # the next state (a reset where ended)
+        next_obs = np.where(ended[:, None], final, following)
+        buf.add(obs, rng.normal(size=(n, 1)), rng.normal(size=n), next_obs, ended & (rng.random(n) < 0.5), ended)
+        kept.append((obs, next_obs))
+        obs = following
+    return kept
+
+
+def test_replay_stores_each_observation_once_and_gives_back_every_next_state():
+    """s' comes from the next row, from the side store where an episode ended, and from newest_next for the newest
+    row, through wrap-around and the side store's growth (ends at 30% of steps, 8 slots to start)."""
+    buf = ReplayBuffer(2, 7, 3, 1, "cpu")
+    assert "next_obs" not in buf.data
+    kept = _reference_run(buf, steps=60)
+    rows = [(buf.count - buf.size + r) % buf.capacity for r in range(buf.size)]
+    got = buf.gather(torch.tensor([rows, rows]))
+    for r in range(buf.size):
+        obs, next_obs = kept[buf.count - buf.size + r]
+        torch.testing.assert_close(got["obs"][:, r], torch.as_tensor(obs))
+        torch.testing.assert_close(got["next_obs"][:, r], torch.as_tensor(next_obs))
+    long = ReplayBuffer(1, 200, 3, 1, "cpu")
+    _reference_run(long, steps=200)
+    assert long.final_obs.shape[1] > 8  # about 60 live ends: the side store grew
+
+
+def test_replay_rows_extend_rebuild_the_same_buffer_in_pieces():
+    a, b = ReplayBuffer(2, 9, 3, 1, "cpu"), ReplayBuffer(2, 9, 3, 1, "cpu")
+    _reference_run(a, steps=4)
+    b.extend(a.rows(0))
+    _reference_run(a, steps=21, seed=1)
+    b.extend(a.rows(4))  # clamped to the 9 still held: 16 .. 24
+    idx = torch.arange(9).repeat(2, 1)
+    for key, value in a.gather(idx).items():
+        assert torch.equal(value, b.gather(idx)[key]), key
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sixteen_bit_replay_halves_observations_and_samples_float32(dtype):
+    from minimal_ofn.replay import planned_bytes
+
+    buf = ReplayBuffer(1, 50, 223, 38, "cpu", dtype)
+    assert buf.data["obs"].dtype == getattr(torch, dtype) and buf.data["obs"].element_size() == 2
+    assert planned_bytes(1, 1000, 223, 38, dtype) < 0.7 * planned_bytes(1, 1000, 223, 38)
+    kept = _reference_run(buf, steps=10, obs_dim=223)
+    batch = buf.sample(16, [torch.Generator().manual_seed(0)])
+    assert batch["obs"].dtype == torch.float32
+    torch.testing.assert_close(buf.gather(torch.tensor([[0]]))["obs"][0, 0], torch.as_tensor(kept[0][0][0]),
+                               rtol=1e-2, atol=1e-2)
+
+
+def test_a_replay_bigger_than_memory_fails_in_one_line_before_allocating():
+    with pytest.raises(ValueError, match=r"needs .* GiB, more than the .* free on cpu") as err:
+        ReplayBuffer(60, 10**9, 223, 38, "cpu")  # ~120 TB: would be an allocation error, not this message
+    assert "\n" not in str(err.value)
+
+
+def test_action_repeat_applies_each_action_k_times_and_sums_rewards():
+    plain, repeated = make_env("dmc:cartpole-swingup", 3), make_env("dmc:cartpole-swingup", 3, action_repeat=2)
+    action = np.full(1, 0.5, np.float32)
+    r1 = plain.step(action)[1] + plain.step(action)[1]
+    obs, r2, *_ = repeated.step(action)
+    assert r2 == pytest.approx(r1)
+    steps = 1
+    while not any(repeated.step(action)[2:4]):
+        steps += 1
+    assert steps + 1 == 500  # 1000 physics steps, two per agent step (the last one ended it)
+    with pytest.raises(ValueError, match="action_repeat"):
+        make_env("Pendulum-v1", 0, action_repeat=0)
+
+
+def test_an_env_pool_steps_exactly_as_the_serial_stack():
+    from minimal_ofn.envpool import EnvPool
+    from minimal_ofn.envs import stack_envs
+
+    serial = make_vec_env("Pendulum-v1", [0, 1, 2])
+    pool = EnvPool([make_env("Pendulum-v1", s) for s in (0, 1, 2)], 2)
+    try:
+        a, b = serial.reset(seed=[0, 1, 2])[0], pool.reset(seed=[0, 1, 2])[0]
+        assert np.array_equal(a, b)
+        rng = np.random.default_rng(0)
+        for t in range(205):  # through the truncation at 200
+            act = rng.uniform(-1, 1, (3, 1)).astype(np.float32)
+            (o1, r1, te1, tr1, i1), (o2, r2, te2, tr2, i2) = serial.step(act), pool.step(act)
+            assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(tr1, tr2)
+            if "_final_obs" in i1:
+                assert np.array_equal(i1["_final_obs"], i2["_final_obs"]) and t == 199
+                assert np.array_equal(np.stack(i1["final_obs"]), np.stack(i2["final_obs"]))
+        copy = pool.env(2)  # a checkpoint's copy continues as the env in the worker does
+        zero = np.zeros((3, 1), np.float32)
+        assert np.array_equal(stack_envs([copy]).step(zero[:1])[0][0], pool.step(zero)[0][2])
+    finally:
+        pool.close()
+
+
+def test_auto_env_workers_only_where_physics_is_slow_and_cores_are_free():
+    from minimal_ofn.envpool import auto_workers
+
+    assert auto_workers(16, 1.3e-3, cores=16) == 15  # dog: 21 ms of physics per lockstep step
+    assert auto_workers(16, 1.3e-3, cores=2) == 0  # no core beside the main process for two workers
+    assert auto_workers(4, 5e-5, cores=16) == 0  # Pendulum: 0.2 ms, less than the round trips
+    assert auto_workers(1, 1.0, cores=16) == 0
+
+
+def test_evaluation_episodes_stepped_together_equal_one_at_a_time():
+    from minimal_ofn.config import Config
+    from minimal_ofn.diagnostics import rollout
+    from minimal_ofn.sac import SAC
+
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    sac = SAC([Config(hidden=8, batch_size=8, seed=i) for i in range(2)], 3, 1, torch.device("cpu"), gens)
+    envs = [[make_env("Pendulum-v1", 0) for _ in range(3)] for _ in range(2)]
+    together = rollout(sac, envs, gens, torch.device("cpu"), True, [[5, 6, 7], [8, 9, 10]], max_steps=30)
+    for k in range(3):
+        alone = rollout(sac, [e[k] for e in envs], gens, torch.device("cpu"), True, [5 + k, 8 + k], max_steps=30)
+        for i in range(2):
+            assert together[i][k][0] == alone[i][0] and together[i][k][2] == alone[i][2]
+
+
+def test_a_run_prints_replay_bytes_and_refuses_a_buffer_past_memory_in_one_line(capsys):
+    from minimal_ofn.config import Config
+    from minimal_ofn.train import Lockstep, RunError, train
+
+    tiny = dict(env="Pendulum-v1", steps=40, seed_steps=20, batch_size=8, hidden=8)
+    Lockstep([Config(**tiny, replay_dtype="float16")], progress=True)
+    # Pendulum: 3-D observations in 16 bits, a 1-D action, reward, terminated, end slot: 6 + 4 + 12 bytes
+    assert "replay: 22 bytes per transition (float16 observations" in capsys.readouterr().out
+    with pytest.raises(RunError, match=r"^replay for 2 agents x 100,000,000,000 transitions needs .* GiB, more than"):
+        train([Config(**tiny, buffer_size=10**11, seed=s) for s in (0, 1)], progress=False)
+
+
+def test_halfcheetah_builds_without_the_settotalmass_note_or_a_mujoco_log_file(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from minimal_ofn.envs import make_env; make_env('HalfCheetah-v5', 0)"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "settotalmass" not in out.stderr and not (tmp_path / "MUJOCO_LOG.TXT").exists()

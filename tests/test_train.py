@@ -53,6 +53,41 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
     assert json.loads((tmp_path / "split" / "summary.json").read_text())["step"] == 240
 
 
+def test_incremental_replay_checkpoints_append_only_new_rows_and_resume_exactly(tmp_path):
+    cfg = _cfg(utd=3)  # checkpoint_replay="incremental", the default
+    whole = train(cfg.replace(checkpoint_replay="full"), [tmp_path / "whole"], progress=False)[0]
+    run = tmp_path / "split"
+    train(cfg, [run], progress=False, until=80)
+    first = (run / "replay.bin").stat().st_size
+    train(cfg, [run], resume=True, progress=False, until=160)
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)["replay"]
+    assert saved["stop"] == 160 and saved["bytes"] == (run / "replay.bin").stat().st_size
+    assert 1.8 * first < saved["bytes"] < 2.2 * first  # the second checkpoint appended 80 rows, not 160
+    with open(run / "replay.bin", "ab") as f:
+        f.write(b"a crash between replay.bin and checkpoint.pt leaves a tail")
+    _same(whole, train(cfg, [run], resume=True, progress=False)[0])
+    off = tmp_path / "off"
+    train(cfg.replace(checkpoint_replay="off"), [off], progress=False, until=80)
+    assert not (off / "replay.bin").exists()
+    with pytest.raises(RunError, match="checkpoint_replay='off'"):
+        train(cfg.replace(checkpoint_replay="off"), [off], resume=True, progress=False)
+
+
+def test_envs_in_worker_processes_give_the_metrics_of_serial_stepping():
+    serial = train([_cfg(seed=s, env_workers="0") for s in (0, 1, 2)], progress=False)
+    parallel = train([_cfg(seed=s, env_workers="2") for s in (0, 1, 2)], progress=False)
+    for a, b in zip(serial, parallel):
+        _same(a, b)
+
+
+def test_evaluation_in_rounds_equals_all_episodes_at_once(monkeypatch):
+    cfg = [_cfg(steps=120, seed_steps=120, eval_every=120, eval_episodes=3, seed=s) for s in (0, 1)]
+    together = train(cfg, progress=False)
+    monkeypatch.setattr(train_mod, "EVAL_ENVS", 0)  # one eval env per agent: three rounds
+    rounds = train(cfg, progress=False)
+    assert [r[-1]["eval_return"] for r in together] == [r[-1]["eval_return"] for r in rounds]
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(_cfg(), [tmp_path / "r"], progress=False, until=80)
     with pytest.raises(RunError, match=r"utd \(saved 2, given 4\)"):
@@ -125,7 +160,8 @@ def test_replay_keeps_the_final_state_of_a_truncated_episode_not_the_reset_state
     run = train_mod.Lockstep([_cfg(seed_steps=240)], progress=False)
     for _ in range(201):
         run.env_step()
-    obs, next_obs = run.buffer.data["obs"][0], run.buffer.data["next_obs"][0]
+    stored = run.buffer.gather(torch.arange(201).unsqueeze(0))
+    obs, next_obs = stored["obs"][0], stored["next_obs"][0]
     torch.testing.assert_close(next_obs[:199], obs[1:200])  # within an episode s' is the next row's s
     assert not torch.allclose(next_obs[199], obs[200])  # Pendulum truncates at 200: obs[200] is a reset state
     # The true final state continues the dynamics: cos/sin of the angle barely move in one step.
