@@ -33,6 +33,17 @@ METRICS = [
 MAY_DIFFER = {"device", "compile", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every"}
 
 
+def committed_story() -> Path:
+    """The committed story's folder (protocol.json, runs/, story.md): the repository's docs/story, or, in an
+    installed wheel, the copy of it that the student bundle's build puts inside the package (course/release.py)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / STORY_DATA
+    return packaged if packaged.is_dir() else package.parent / "docs" / "story"
+
+
+STORY_DATA = "story_committed"  # minimal_ofn/<this> in a wheel built by course/release.py
+
+
 def atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)

@@ -45,6 +45,7 @@ import numpy as np
 from . import config as cfgmod
 from . import stats
 from .config import Config
+from .runs import committed_story
 
 
 # ---- the protocol: arms of each part, as Config changes over that part's base
@@ -721,7 +722,7 @@ def figures(results: dict, p: Protocol, act_dim: dict, out: Path, gamma: float =
 
 
 # ---- the committed story, for the tutorials: its verdicts judged again from its runs, beside a live run's
-COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "story"
+COMMITTED = committed_story()  # docs/story, or its copy inside an installed wheel
 
 
 def committed(keys, folder=COMMITTED) -> tuple[Protocol, list[dict]]:
