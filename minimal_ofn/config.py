@@ -13,9 +13,7 @@ import io
 import tokenize
 from dataclasses import dataclass
 
-import torch
-
-from .optim import KINDS
+# torch (and optim.py, which needs it) load where they are used: the command line parses its flags first (cli.py).
 
 
 # "update": the whole SAC update (forward, backward, optimizer, Polyak) as one compiled graph (compiled.py);
@@ -80,7 +78,9 @@ class Config:
     mc_every: int = 0  # Monte Carlo rollouts for the overestimation diagnostic; 0 = at every log
     checkpoint_every: int = 10_000  # an atomic checkpoint.pt every this many steps
 
-    def resolved_device(self) -> torch.device:
+    def resolved_device(self) -> "torch.device":  # noqa: F821
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
@@ -106,6 +106,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ValueError with a one-line message for settings that cannot run."""
+        from .optim import KINDS
         if not isinstance(self.utd, int) or isinstance(self.utd, bool):
             raise ValueError(f"utd must be an integer >= 1, got {self.utd!r}")
         checks = [

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import config as cfgmod
 from . import runs
-from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args, set_threads
+from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args, explain, set_threads
 from .cluster import LAUNCHERS, Stack, StacksFailed, run_stacks
 from .config import Config
 from .plots import story_figure, summary_table
@@ -127,10 +127,13 @@ def failed_runs(utd_dir) -> dict:
 
 
 def plot_results(folder) -> list[Path]:
-    """One story figure and one table per UTD; returns the files written."""
+    """One story figure and one table per UTD (for a single train run's folder: its figure and table); returns the
+    files written."""
     import matplotlib.pyplot as plt
 
     written = []
+    if (Path(folder) / "metrics.csv").exists():  # one run of python -m minimal_ofn.train
+        return _plot_run(Path(folder))
     for utd, results in load_results(folder).items():
         fig = story_figure(results)
         fig.suptitle(f"UTD {utd}")
@@ -142,6 +145,23 @@ def plot_results(folder) -> list[Path]:
         print(f"UTD {utd}\n{text}\n")
         written += [Path(folder) / f"figure_utd{utd}.png", table]
     return written
+
+
+def _plot_run(folder: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    results = {folder.name: [load_metrics(folder)]}
+    fig = story_figure(results)
+    fig.suptitle(f"{folder.name}: {saved.get('env', '?')}, UTD {saved.get('utd', '?')}")
+    fig.savefig(folder / "figure.png", dpi=120)
+    plt.close(fig)
+    summary = folder / "summary.json"
+    failure = json.loads(summary.read_text()).get("failed") if summary.exists() else None
+    text = summary_table(results, {folder.name: {0: failure}} if failure else {})
+    (folder / "table.txt").write_text(text + "\n")
+    print(text + "\n")
+    return [folder / "figure.png", folder / "table.txt"]
 
 
 # ---- command line
@@ -183,7 +203,8 @@ def _run_main(argv):
                 try:
                     base.replace(utd=u, **changes).validate()
                 except ValueError as err:
-                    raise RunError(f"{name} at utd {u}: {err}") from None
+                    raise RunError(f"{name} at utd {u}: {explain(err, base.replace(utd=u, **changes), args)}") from None
+        runs.make_folder(Path(args.out))  # a folder that cannot be made: one line, before anything runs
         failed = []
         for u in utds:
             try:
@@ -201,8 +222,10 @@ def _run_main(argv):
 
 
 def _plot_main(argv):
-    parser = Parser(prog="python -m minimal_ofn.experiment plot", description="Figures and tables of a results folder.")
-    parser.add_argument("results", help="a folder written by python -m minimal_ofn.experiment --out")
+    parser = Parser(prog="python -m minimal_ofn.experiment plot", description="Figures and tables of a results folder, "
+                    "or of one run's folder.")
+    parser.add_argument("results", help="a folder written by python -m minimal_ofn.experiment --out, or the --out "
+                        "folder of one python -m minimal_ofn.train run")
     args = parser.parse_args(argv)
 
     def run():

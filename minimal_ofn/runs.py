@@ -16,8 +16,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from .cli import RunError
 from .config import Config
 
@@ -86,6 +84,8 @@ def status(folder: Path) -> str:
 
 
 def checkpoint_step(folder: Path) -> int:
+    import torch  # here, not at the top: the command line parses its flags before torch loads (cli.py)
+
     return torch.load(folder / "checkpoint.pt", weights_only=False, map_location="cpu")["shared"]["t"]
 
 
@@ -124,6 +124,15 @@ def prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
         raise RunError(f"{out} already holds a finished run: pass --resume to keep it or --overwrite to replace it")
     elif state == "started":
         raise RunError(f"{out} holds an unfinished run: pass --resume to continue it or --overwrite to start over")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     return "fresh"
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p, or the one-line RunError that says why the folder cannot be made (a file in the way, no permission)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the output folder {folder}: {err.strerror or err}"
+                       f"{f' ({err.filename})' if err.filename and str(err.filename) != str(folder) else ''}") from None
