@@ -29,11 +29,20 @@ from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION, generate
 
 STUDENT_README = """# minimal_ofn: the course
 
-Install the package (torch first: the CPU wheel, or your CUDA build), then open the notebooks:
+Install PyTorch, then the package, then open the notebooks:
 
-    pip install torch==2.13.0        # CPU; on a GPU machine install your CUDA build of torch instead
+    pip install torch==2.13.0
     pip install dist/{wheel}
     jupyter lab
+
+From PyPI (pip's default index), `torch==2.13.0` on Linux x86-64 is the CUDA build, about 2.5 GB with its NVIDIA
+libraries; it runs on a CPU too. On macOS and Windows it is a CPU build. On a Linux machine without a GPU, take the
+CPU wheel from PyTorch's own index instead, as the install selector on pytorch.org gives it (Linux, Pip, CPU):
+
+    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+The wheel carries the committed story's runs (docs/story of the repository), which the tutorials' last cells judge
+again beside your own run.
 
 - `tutorials/`: seven notebooks, one step of the paper's story each (read and run them).
 - `exercises/`: one exercise per tutorial; replace each `raise NotImplementedError(...)` with your code.
