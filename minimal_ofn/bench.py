@@ -417,6 +417,25 @@ def _timed(cmd, env, cwd=None, cap=None) -> float:
     return seconds
 
 
+def cli_error_seconds(repeats=3) -> dict:
+    """Wall seconds until `python -m minimal_ofn.<command> --no-such-flag` has answered (median of whole processes):
+    the commands parse their flags before torch and the environments load (cli.py)."""
+    seconds = {}
+    for command in ("train", "experiment"):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", f"minimal_ofn.{command}", "--no-such-flag"], capture_output=True)
+            times.append(time.perf_counter() - start)
+        seconds[command] = statistics.median(times)
+    return seconds
+
+
+def format_cli_errors(seconds: dict) -> str:
+    return ("a bad flag answered in: " + ", ".join(f"{c} {s:.2f} s" for c, s in seconds.items())
+            + " (median of 3 whole processes; the aim is under 2 s)")
+
+
 def _train_cmd(args, out, compiled=False) -> list:
     # Ours as users run it: `python -m minimal_ofn.train`, eager (sac.py) or the compiled whole update (compiled.py).
     entry = ["-m", "minimal_ofn.train", "--compile", "update" if compiled else "off"]
@@ -791,6 +810,7 @@ def main(argv=None):
                         help="python of CleanRL's own environment (gymnasium 0.29, mujoco < 3)")
     parser.add_argument("--pairs", type=int, default=1, help="--cleanrl / --contention: rounds of runs")
     parser.add_argument("--busy-only", action="store_true", help="--contention: skip the runs without a neighbour")
+    parser.add_argument("--cli", action="store_true", help="only: how long a command takes to answer a bad flag")
     args = parser.parse_args(argv)
 
     def run():
@@ -807,6 +827,9 @@ def main(argv=None):
             raise RunError("--device cuda, but torch sees no CUDA device")
         if args.cleanrl is not None and not Path(args.cleanrl).is_file():
             raise RunError(f"--cleanrl: no such file {args.cleanrl!r} (CleanRL's cleanrl/sac_continuous_action.py)")
+        if args.cli:
+            print(format_cli_errors(cli_error_seconds()))
+            return
         if args.contention or args.cleanrl:
             if args.contention:
                 print(format_contention(contention(args.pairs, idle=not args.busy_only)), flush=True)

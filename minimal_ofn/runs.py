@@ -129,6 +129,17 @@ def prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
     return "fresh"
 
 
+def check_folder(folder: Path) -> None:
+    """The RunError make_folder would raise for what stands in the way (a file, a folder not writable), found
+    without making anything (a grid checks its --out before it runs)."""
+    there = Path(folder).absolute()
+    while not there.exists():
+        there = there.parent
+    if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+        why = "is a file" if not there.is_dir() else "is not writable"
+        raise RunError(f"cannot create the output folder {folder}: {there} {why}")
+
+
 def make_folder(folder: Path) -> None:
     """mkdir -p, or the one-line RunError that says why the folder cannot be made (a file in the way, no permission)."""
     try:

@@ -130,7 +130,7 @@ def test_a_ray_grid_equals_the_local_grid_row_for_row(local_grid, ray_cluster, t
     out = capsys.readouterr().out
     finished = re.findall(r"\[stack \d+/\d+\] finished: (\d+) runs in ", out)  # a line per stack, as each ends
     assert finished and sum(map(int, finished)) == 4, out
-    assert "grid: 4 runs finished, 0 failed, 0 skipped" in out
+    assert "grid at UTD 2: 4 runs finished, 0 failed, 0 skipped" in out
     assert (tmp_path / "figure_utd2.png").exists() and (tmp_path / "table_utd2.txt").exists()  # plot read it
     ex.main([*GRID, "--launcher", "ray", "--out", str(tmp_path)])  # again: everything is loaded, nothing runs
     assert "grid: 0 runs finished, 0 failed, 4 skipped" in capsys.readouterr().out
@@ -186,7 +186,7 @@ def test_a_killed_worker_is_retried_and_its_runs_resume_from_their_checkpoints(l
     after = list(csv.DictReader(open(tmp_path / RUNS[-1] / "metrics.csv", newline="")))
     before = [r for r in seen["rows"] if int(r["step"]) <= 50]
     assert before and after[:len(before)] == before  # wall_time included: a rerun would have new times
-    assert "grid: 4 runs finished, 0 failed" in capfd.readouterr().out
+    assert "grid at UTD 2: 4 runs finished, 0 failed" in capfd.readouterr().out
 
 
 @needs_ray
