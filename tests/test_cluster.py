@@ -198,7 +198,7 @@ def test_the_command_connects_to_the_cluster_ray_address_names(local_grid, ray_c
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Started a local Ray instance" not in done.stderr  # it joined the running one
-    assert "grid: 1 runs finished, 0 failed, 0 skipped" in done.stdout
+    assert "grid at UTD 2: 1 runs finished, 0 failed, 0 skipped" in done.stdout
     # Alone here, in a stack of four there: equal up to float rounding (as tests/test_train.py holds them).
     alone, stacked = _rows(tmp_path / "utd2/ofn/seed1"), _rows(local_grid / "utd2/ofn/seed1")
     assert len(alone) == len(stacked) == 12
@@ -226,4 +226,4 @@ def test_a_stack_failing_on_its_own_is_reported_and_the_rest_of_the_grid_finishe
         assert (tmp_path / "baseline" / f"seed{seed}" / "summary.json").exists()
         assert not (tmp_path / "diverges" / f"seed{seed}" / "summary.json").exists()
     out = capsys.readouterr().out
-    assert "FAILED" in out and "grid: 2 runs finished, 2 failed, 0 skipped" in out
+    assert "FAILED" in out and "grid at UTD 1: 2 runs finished, 2 failed, 0 skipped" in out
