@@ -65,6 +65,8 @@ def agent_state(run, i: int, replay: str = "full") -> dict:
         "last_eval": run.last_eval[i],
         "config": run.configs[i].to_dict(),
         "failed": run.failed.get(i),  # a failed agent stays frozen when the stack resumes (train.py)
+        # the losses summed since the last log: a Ctrl-C checkpoint can fall between two logs
+        "stats": {k: v[i].detach().cpu().clone() for k, v in run.sac.stats.items()},
     }
 
 
@@ -136,6 +138,9 @@ def load_agent_states(run, states: list[dict]) -> None:
         run.sac.log_alpha.copy_(stacked["log_alpha"])
     for k, o in run.sac.optimizers().items():
         o.load_state_dict(stacked["opt"][k])
+    if all("stats" in s for s in states):  # older checkpoints lack them (they were written at a log)
+        for k, v in run.sac.stats.items():
+            v.copy_(torch.stack([s["stats"][k] for s in states]).to(v.device))
     run.buffer.load_state_dict(_stack_rows([s["replay"] for s in states]))
     run.t, run.updates, run.elapsed_before = shared["t"], shared["updates"], shared["wall_time"]
     run.start_time = time.time()

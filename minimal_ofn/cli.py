@@ -10,11 +10,10 @@
 
 import argparse
 import json
+import re
 import sys
 import typing
 from pathlib import Path
-
-import torch
 
 from . import config as cfgmod
 from .config import Config
@@ -99,6 +98,21 @@ def config_from_args(args, saved: Path | None = None, skip=()) -> Config:
     return base.replace(**changes)
 
 
+def explain(err: ValueError, cfg: Config, args, saved: bool = False) -> str:
+    """Config.validate's message, plus where each setting it names came from when no flag gave it:
+    "seed_steps must be in [0, steps], got 5000 (seed_steps 5000 is the default: set --seed-steps)"."""
+    given = {k for k, v in vars(args).items() if v is not None}
+    notes = []
+    for name in Config.__dataclass_fields__:
+        if name in given or not re.search(rf"\b{name}\b", str(err)):
+            continue
+        value, default = getattr(cfg, name), Config.__dataclass_fields__[name].default
+        source = ("the saved run's" if saved else f"preset {args.preset}'s" if getattr(args, "preset", None)
+                  and value != default else "the default")
+        notes.append(f"{name} {value} is {source}: set --{name.replace('_', '-')}")
+    return f"{err} ({'; '.join(notes)})" if notes else str(err)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument gives one line on stderr (no usage dump), and --help shows the
     defaults of the preset named by --preset (wherever the two flags stand)."""
@@ -141,4 +155,6 @@ def set_threads(n) -> None:
     if n is not None:
         if n < 1:
             raise RunError(f"--threads must be >= 1, got {n}")
+        import torch  # not at the top: every command parses its flags before torch loads (seconds)
+
         torch.set_num_threads(n)

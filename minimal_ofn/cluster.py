@@ -224,7 +224,9 @@ class _Report:
             self.line(f"{self.name(i)} step {step}/{steps} ({stack.label()}){eta}")
 
     def close(self) -> dict:
-        self.line(f"grid: {len(self.rows)} runs finished, {sum(len(s.keys) for s in self.stacks) - len(self.rows)} "
+        utds = sorted({c.utd for s in self.stacks for c in s.configs})  # experiment runs one grid per UTD
+        where = f" at UTD {', '.join(map(str, utds))}" if utds else ""
+        self.line(f"grid{where}: {len(self.rows)} runs finished, {sum(len(s.keys) for s in self.stacks) - len(self.rows)} "
                   f"failed, {self.skipped} skipped (already finished) in {_duration(time.time() - self.start)}")
         if self.failures:
             raise StacksFailed(f"{len(self.failures)} of {len(self.stacks)} stacks failed: {'; '.join(self.failures)}. "

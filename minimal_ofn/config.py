@@ -13,9 +13,7 @@ import io
 import tokenize
 from dataclasses import dataclass
 
-import torch
-
-from .optim import KINDS
+# torch (and optim.py, which needs it) load where they are used: the command line parses its flags first (cli.py).
 
 
 # "update": sac.py's whole update (forward, backward, optimizer, Polyak) compiled into one graph; on a GPU it also
@@ -87,7 +85,9 @@ class Config:
     # it into checkpoint.pt each time, "off" none (such a run cannot resume).
     checkpoint_replay: str = "incremental"
 
-    def resolved_device(self) -> torch.device:
+    def resolved_device(self) -> "torch.device":  # noqa: F821
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
@@ -113,6 +113,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ValueError with a one-line message for settings that cannot run."""
+        from .optim import KINDS
         if not isinstance(self.utd, int) or isinstance(self.utd, bool):
             raise ValueError(f"utd must be an integer >= 1, got {self.utd!r}")
         checks = [

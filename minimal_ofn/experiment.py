@@ -23,12 +23,12 @@ from pathlib import Path
 
 from . import config as cfgmod
 from . import runs
-from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args, set_threads
-from .cluster import LAUNCHERS, Stack, StacksFailed, run_stacks
+from .cli import Parser, RunError, add_config_args, add_flag, cli, config_from_args, explain, set_threads
 from .config import Config
-from .plots import story_figure, summary_table
 from .runs import load_metrics
-from .train import train
+
+# cluster.py (torch, train.py, the environments) and plots.py (matplotlib) load where they are used: the command line
+# parses its flags first, so that a typo or --help answers in a fraction of a second (cli.py).
 
 RESET_EVERY = 32_000  # updates between full resets: every 1,000 env steps at UTD 32 (tutorial scale)
 PRIMING_UPDATES = 20_000  # Nikishin et al. use 100k; 20k is what a shared 2-core CPU does in ~10-20 minutes
@@ -50,6 +50,14 @@ def variant_changes(name: str, reset_every: int = RESET_EVERY, priming_updates: 
     return changes
 
 
+def __getattr__(name):  # experiment.train is train.train, loaded when first used (the flags are parsed first)
+    if name == "train":
+        from .train import train
+
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # ---- running
 def _state(folder: Path, cfg: Config):
     """'done', ('resume', step) or 'fresh' for a run folder (runs.reuse decides whether it may be reused)."""
@@ -67,6 +75,8 @@ def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=Tr
     lockstep train() call. With `out`, run (variant, seed) lives in out/<variant>/seed<k>/:
     finished runs are loaded, unfinished ones resumed (resume=False: refuse to touch them).
     launcher, cpus_per_stack: where the stacks run (cluster.run_stacks)."""
+    from .cluster import Stack, run_stacks
+
     jobs = []
     for name, changes in variants.items():
         for seed in seeds:
@@ -94,7 +104,8 @@ def run_variants(base: Config, variants: dict, seeds=(0,), out=None, progress=Tr
             batches = list(batches.values())
         stacks += [Stack([j[2] for j in batch], [j[3] for j in batch] if out is not None else None,
                          [(j[0], j[1]) for j in batch]) for batch in batches]
-    rows.update(run_stacks(stacks, launcher, cpus_per_stack, progress, resume, skipped=len(rows), train_fn=train))
+    rows.update(run_stacks(stacks, launcher, cpus_per_stack, progress, resume, skipped=len(rows),
+                            train_fn=globals().get("train") or __getattr__("train")))
     return {name: [rows[name, seed] for seed in seeds] for name in variants}
 
 
@@ -126,10 +137,15 @@ def failed_runs(utd_dir) -> dict:
 
 
 def plot_results(folder) -> list[Path]:
-    """One story figure and one table per UTD; returns the files written."""
+    """One story figure and one table per UTD (for a single train run's folder: its figure and table); returns the
+    files written."""
     import matplotlib.pyplot as plt
 
+    from .plots import story_figure, summary_table
+
     written = []
+    if (Path(folder) / "metrics.csv").exists():  # one run of python -m minimal_ofn.train
+        return _plot_run(Path(folder))
     for utd, results in load_results(folder).items():
         fig = story_figure(results)
         fig.suptitle(f"UTD {utd}")
@@ -141,6 +157,25 @@ def plot_results(folder) -> list[Path]:
         print(f"UTD {utd}\n{text}\n")
         written += [Path(folder) / f"figure_utd{utd}.png", table]
     return written
+
+
+def _plot_run(folder: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from .plots import story_figure, summary_table
+
+    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    results = {folder.name: [load_metrics(folder)]}
+    fig = story_figure(results)
+    fig.suptitle(f"{folder.name}: {saved.get('env', '?')}, UTD {saved.get('utd', '?')}")
+    fig.savefig(folder / "figure.png", dpi=120)
+    plt.close(fig)
+    summary = folder / "summary.json"
+    failure = json.loads(summary.read_text()).get("failed") if summary.exists() else None
+    text = summary_table(results, {folder.name: {0: failure}} if failure else {})
+    (folder / "table.txt").write_text(text + "\n")
+    print(text + "\n")
+    return [folder / "figure.png", folder / "table.txt"]
 
 
 # ---- command line
@@ -165,7 +200,7 @@ def _run_main(argv):
     parser.add_argument("--out", required=True, help="results folder: OUT/utd<U>/<variant>/seed<k>/")
     parser.add_argument("--threads", type=int, help="torch threads (1 is far faster when the CPU is shared)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="local",
+    parser.add_argument("--launcher", choices=("local", "ray"), default="local",  # cluster.LAUNCHERS
                         help="where the stacks run: here in turn (local), or as Ray tasks (ray; RAY_ADDRESS: a cluster)")
     parser.add_argument("--cpus-per-stack", type=float, default=1.0, help="CPUs a Ray task reserves (default 1)")
     parser.add_argument("--plan", action="store_true", help="print agent-updates, replay memory, checkpoint disk and "
@@ -173,6 +208,8 @@ def _run_main(argv):
     args = parser.parse_args(argv)
 
     def run():
+        from .cluster import StacksFailed
+
         set_threads(args.threads)
         if args.seed is not None:
             raise RunError("experiments take --seeds (one or more), not --seed")
@@ -184,12 +221,13 @@ def _run_main(argv):
                 try:
                     base.replace(utd=u, **changes).validate()
                 except ValueError as err:
-                    raise RunError(f"{name} at utd {u}: {err}") from None
+                    raise RunError(f"{name} at utd {u}: {explain(err, base.replace(utd=u, **changes), args)}") from None
         if args.plan:
             from .plan import print_plan
 
             return print_plan([base.replace(utd=u, **changes, seed=seed) for u in utds
                                for changes in variants.values() for seed in args.seeds])
+        runs.check_folder(Path(args.out))  # a folder that cannot be made: one line, before anything runs
         failed = []
         for u in utds:
             try:
@@ -207,8 +245,10 @@ def _run_main(argv):
 
 
 def _plot_main(argv):
-    parser = Parser(prog="python -m minimal_ofn.experiment plot", description="Figures and tables of a results folder.")
-    parser.add_argument("results", help="a folder written by python -m minimal_ofn.experiment --out")
+    parser = Parser(prog="python -m minimal_ofn.experiment plot", description="Figures and tables of a results folder, "
+                    "or of one run's folder.")
+    parser.add_argument("results", help="a folder written by python -m minimal_ofn.experiment --out, or the --out "
+                        "folder of one python -m minimal_ofn.train run")
     args = parser.parse_args(argv)
 
     def run():

@@ -1,10 +1,14 @@
-"""Progress bars that still read correctly in a saved notebook opened untrusted.
+"""Progress bars that still read correctly in a saved notebook, trusted or not.
 
 In a notebook, tqdm draws a widget whose saved text fallback is the bar as it was when it was
-created ("0%| | 0/1400"); JupyterLab shows that fallback until the notebook is trusted. These
-bars keep the widget and rewrite the fallback when they close, so a finished run reads as
-finished. In a terminal they are plain tqdm bars.
+created ("0%| | 0/1400"); JupyterLab shows that fallback until the notebook is trusted. Trusted,
+it restores the saved widget, which has no kernel behind it: ipywidgets marks each part with a
+broken-link icon, and the icon pushes the label onto two lines. These bars are the live widget
+while they run; when one closes, its output becomes the finished bar as plain HTML and text, which
+read the same trusted, untrusted or live. In a terminal they are plain tqdm bars.
 """
+
+import html
 
 from tqdm.auto import tqdm
 from tqdm.notebook import tqdm_notebook
@@ -25,11 +29,20 @@ class _NotebookBar(tqdm_notebook):
         data["text/plain"] = str(self)  # the whole line, however long
         return data
 
+    def static(self) -> dict:
+        """The bar as it stands, without the widget: a <progress> element and tqdm's line."""
+        total, text = self.total or max(self.n, 1), html.escape(str(self))
+        return {"text/plain": str(self),
+                "text/html": f'<div style="white-space: nowrap; font-family: monospace; font-size: 0.9em">'
+                             f'<progress value="{min(self.n, total)}" max="{total}" style="width: 12em; '
+                             f'vertical-align: middle"></progress> {text}</div>'}
+
     def close(self):
         leave = self.leave and not self.disable
-        super().close()  # with leave=False this closes the widget: only the text stays
-        if self.handle is not None:
-            self.handle.update(self.bundle() if leave else {"text/plain": str(self)}, raw=True)
+        super().close()
+        if self.handle is not None:  # the widget is gone from the output: nothing to restore without a kernel
+            self.handle.update(self.static() if leave else {"text/plain": str(self)}, raw=True)
+            self.container.close()
             self.handle = None
 
 

@@ -16,8 +16,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from .cli import RunError
 from .config import Config
 
@@ -32,6 +30,17 @@ METRICS = [
 # how often metrics are written): a run may be continued or read back with other values.
 MAY_DIFFER = {"device", "compile", "log_every", "eval_every", "eval_episodes", "mc_every", "checkpoint_every",
               "env_workers", "checkpoint_replay"}
+
+
+def committed_story() -> Path:
+    """The committed story's folder (protocol.json, runs/, story.md): the repository's docs/story, or, in an
+    installed wheel, the copy of it that the student bundle's build puts inside the package (course/release.py)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / STORY_DATA
+    return packaged if packaged.is_dir() else package.parent / "docs" / "story"
+
+
+STORY_DATA = "story_committed"  # minimal_ofn/<this> in a wheel built by course/release.py
 
 
 def atomic_write(path: Path, write) -> None:
@@ -76,6 +85,8 @@ def status(folder: Path) -> str:
 
 
 def checkpoint_step(folder: Path) -> int:
+    import torch  # here, not at the top: the command line parses its flags before torch loads (cli.py)
+
     return torch.load(folder / "checkpoint.pt", weights_only=False, map_location="cpu")["shared"]["t"]
 
 
@@ -114,6 +125,26 @@ def prepare(out: Path, cfg: Config, resume: bool, overwrite: bool) -> str:
         raise RunError(f"{out} already holds a finished run: pass --resume to keep it or --overwrite to replace it")
     elif state == "started":
         raise RunError(f"{out} holds an unfinished run: pass --resume to continue it or --overwrite to start over")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     return "fresh"
+
+
+def check_folder(folder: Path) -> None:
+    """The RunError make_folder would raise for what stands in the way (a file, a folder not writable), found
+    without making anything (a grid checks its --out before it runs)."""
+    there = Path(folder).absolute()
+    while not there.exists():
+        there = there.parent
+    if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+        why = "is a file" if not there.is_dir() else "is not writable"
+        raise RunError(f"cannot create the output folder {folder}: {there} {why}")
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p, or the one-line RunError that says why the folder cannot be made (a file in the way, no permission)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create the output folder {folder}: {err.strerror or err}"
+                       f"{f' ({err.filename})' if err.filename and str(err.filename) != str(folder) else ''}") from None

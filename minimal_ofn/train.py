@@ -40,27 +40,46 @@ own random streams and environment. When every agent has failed, the run stops w
 import json
 import math
 import shlex
-import time
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from . import checkpoints
 from . import config as cfgmod
-from .cli import Interrupted, NonFiniteLoss, Parser, RunError, add_config_args, cli, config_from_args, set_threads
+from .cli import (Interrupted, NonFiniteLoss, Parser, RunError, add_config_args, cli, config_from_args, explain,
+                  set_threads)
 from .config import Config
-from .diagnostics import critic_diagnostics, monte_carlo, rollout
-from . import replay
-from .envpool import resolve_workers
-from .envs import make_env, make_vec_env
-from .memory import keep_freed_memory
-from .progress import bar
-from .replay import ReplayBuffer
-from .resets import reset_agent
-from .runs import METRICS, atomic_write, load_metrics, prepare, status, write_metrics
-from .sac import SAC
+
+
+def _parser() -> Parser:
+    parser = Parser(prog="python -m minimal_ofn.train", description=__doc__.split("\n\n")[0])
+    add_config_args(parser)
+    parser.add_argument("--out", required=True, help="run folder (config.json, metrics.csv, checkpoint.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="delete what --out holds and start over")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads (default: idle cores, minimal_ofn/threads.py; 1 for bitwise-repeatable runs)")
+    return parser
+
+
+if __name__ == "__main__":  # the flags first: a typo or --help answers before torch and the environments load
+    ARGS = _parser().parse_args()
+
+import numpy as np  # noqa: E402  (the imports below take seconds)
+import torch  # noqa: E402
+
+from . import checkpoints, replay  # noqa: E402
+from .diagnostics import critic_diagnostics, monte_carlo, rollout  # noqa: E402
+from .envpool import resolve_workers  # noqa: E402
+from .envs import make_env, make_vec_env  # noqa: E402
+from .memory import keep_freed_memory  # noqa: E402
+from .progress import bar  # noqa: E402
+from .replay import ReplayBuffer  # noqa: E402
+from .resets import reset_agent  # noqa: E402
+from .runs import METRICS, atomic_write, load_metrics, prepare, status, write_metrics  # noqa: E402
+from .sac import SAC  # noqa: E402
 
 
 EVAL_ENVS = 64  # evaluation envs of a stack beyond one per agent (Lockstep.__init__)
@@ -111,7 +130,7 @@ class Lockstep:
         if self.c0.compile == "auto" and self.compile == "update" and progress:
             print(f"compile='auto': {self.c0.planned_updates():,} updates planned, so the whole update runs compiled "
                   "(sac.py's update through torch.compile; the compile takes up to a minute at the first update; "
-                  "compile='off' runs it eagerly)", file=sys.stderr)
+                  "compile='off' runs it eagerly)")  # stdout: a notice, not an error (notebooks box stderr in red)
         self.sac = SAC([c.replace(compile=self.compile) for c in configs], obs_dim, self.act_dim, self.device,
                        self.generators, functions)
         self.fn = self.sac.fn  # the functions this run uses (plug.py)
@@ -293,6 +312,9 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     if states[0] == "resume":
         checkpoints.load(run, outs)
         rows = [[r for r in load_metrics(o) if r["step"] <= run.t] for o in outs]
+        if progress:
+            print(f"resuming {outs[0]}{f' and {len(outs) - 1} more' if len(outs) > 1 else ''} from its checkpoint "
+                  f"at step {run.t} of {configs[0].steps} ({run.updates:,} updates done)")
     c = run.c0
     end = c.steps if until is None else min(until, c.steps)
     saved_step = run.t if states[0] == "resume" else None  # what the folders' checkpoint.pt holds
@@ -344,12 +366,17 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
             saved_step = t
         if learning:  # the bar counts updates; say which env step they have reached
             phase.set_description(f"{name} step {t}/{c.steps}", refresh=False)
-        phase.update(c.utd if learning else 1)
+        phase.update(run.updates - c.priming_updates - phase.n if learning else 1)
 
     def env_step():  # utd_loop calls this before each step: the step before it is complete
-        nonlocal phase, learning
+        nonlocal phase, learning, saved_step
         if run.t > start:
             after_step()
+        if stop.asked:  # Ctrl-C came during the last step: save it whole, then stop
+            if outs and saved_step != run.t:
+                save_checkpoint()
+                saved_step = run.t
+            raise KeyboardInterrupt
         if learning is not (run.t >= c.seed_steps):
             if phase is not None:
                 phase.close()
@@ -357,10 +384,12 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
         run.env_step()
 
     start = run.t
+    stop = _CtrlC(progress and outs is not None)
     try:
-        run.fn.utd_loop(env_step, run.update, end - start, c.utd, c.seed_steps - start)
-        if run.t > start:
-            after_step()
+        with stop:
+            run.fn.utd_loop(env_step, run.update, end - start, c.utd, c.seed_steps - start)
+            if run.t > start:
+                after_step()
     except KeyboardInterrupt:
         raise Interrupted(run.t, saved_step, outs or []) from None
     finally:
@@ -370,9 +399,11 @@ def train(configs, out_dirs=None, resume=False, overwrite=False, progress=True, 
     if outs and run.t == c.steps:
         for i, o in enumerate(outs):
             last = rows[i][-1] if rows[i] else {}
-            summary = {k: last.get(k) for k in ("step", "updates", "wall_time", "eval_return", "episode_return")}
+            # null, not NaN, where a value is missing (no episode finished yet): strict JSON parsers reject NaN
+            summary = {k: _finite_or_none(last.get(k))
+                       for k in ("step", "updates", "wall_time", "eval_return", "episode_return")}
             summary["failed"] = run.failed.get(i)
-            (o / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (o / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     if run.failed and run.t == c.steps:
         print(f"done at step {run.t}: {run.n - len(run.failed)} of {run.n} agents finished; failed: "
               + "; ".join(f"{where(i)} at step {f['step']} (update {f['updates']}, {f['why']})"
@@ -385,22 +416,45 @@ def _phase_bar(run, name, progress):
     c = run.c0
     if run.t < c.seed_steps:
         return bar(total=c.seed_steps, initial=run.t, desc=f"{name} random", unit="step", disable=not progress)
-    done = (run.t - c.seed_steps) * c.utd
-    return bar(total=(c.steps - c.seed_steps) * c.utd, initial=done, desc=name, unit="update",
-               disable=not progress, smoothing=0.05)
+    # The updates of utd_loop (priming has its own bar): utd after every step from seed_steps on, the same count as
+    # Config.planned_updates and summary.json's "updates" (less priming).
+    return bar(total=c.planned_updates() - c.priming_updates, initial=run.updates - c.priming_updates, desc=name,
+               unit="update", disable=not progress, smoothing=0.05)
+
+
+def _finite_or_none(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class _CtrlC:
+    """While training: the first Ctrl-C asks the loop to stop once the current step and its updates are done (and
+    saved, so no step is lost); a second one stops at once. Only in the main thread (where signals arrive)."""
+
+    def __init__(self, announce: bool):
+        self.asked, self.announce, self.previous = False, announce, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        if self.announce:
+            print("\nCtrl-C: saving a checkpoint once this step's updates are done (Ctrl-C again stops without it)",
+                  file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 # ---- command line
 def main(argv=None):
-    parser = Parser(prog="python -m minimal_ofn.train", description=__doc__.split("\n\n")[0])
-    add_config_args(parser)
-    parser.add_argument("--out", required=True, help="run folder (config.json, metrics.csv, checkpoint.pt)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="delete what --out holds and start over")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch threads (default: idle cores, minimal_ofn/threads.py; 1 for bitwise-repeatable runs)")
-    args = parser.parse_args(argv)
+    args = ARGS if argv is None and __name__ == "__main__" else _parser().parse_args(argv)
     out = Path(args.out)
 
     def run():
@@ -409,6 +463,10 @@ def main(argv=None):
             raise RunError(f"--resume: {out} holds no run to continue (no checkpoint.pt or summary.json); "
                            "leave out --resume to start one there")
         cfg = config_from_args(args, out / "config.json" if args.resume else None)
+        try:
+            cfg.validate()
+        except ValueError as err:  # say where a value no flag gave came from ("5000 is the default")
+            raise RunError(explain(err, cfg, args, saved=args.resume)) from None
         rows = train([cfg], [out], resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
         last = rows[0][-1] if rows[0] else {}
         print(f"done: {out} at step {last.get('step')}, eval return {last.get('eval_return')}")

@@ -98,7 +98,7 @@ def test_ctrl_c_names_the_checkpointed_step_and_the_command_that_resumes(tmp_pat
     out = tmp_path / "r"
     real = train_mod.Lockstep.env_step
 
-    def interrupted_at_50(self):
+    def interrupted_at_50(self):  # an interrupt that no handler defers (a second Ctrl-C): the last checkpoint stays
         if self.t == 50:
             raise KeyboardInterrupt
         real(self)
@@ -113,6 +113,92 @@ def test_ctrl_c_names_the_checkpointed_step_and_the_command_that_resumes(tmp_pat
     monkeypatch.setattr(train_mod.Lockstep, "env_step", real)
     train_mod.main(command.split()[3:] + ["--no-progress"])  # the printed command does resume it
     assert json.loads((out / "summary.json").read_text())["step"] == 60
+
+
+def _without_wall_time(rows):  # NaN as None, so that equal rows compare equal
+    return [{k: None if v != v else v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def test_ctrl_c_saves_the_step_it_stops_at_and_the_resumed_run_equals_one_never_stopped(tmp_path, capsys, monkeypatch):
+    """A real SIGINT between logs and checkpoints: the step finishes, is saved, and --resume loses nothing."""
+    import signal
+
+    cfg = Config(env="Pendulum-v1", steps=60, seed_steps=30, batch_size=16, hidden=16, log_every=20, eval_every=60,
+                 checkpoint_every=1000, utd=2)
+    whole = train_mod.train(cfg, [tmp_path / "whole"], progress=False)[0]
+    real = train_mod.Lockstep.env_step
+
+    def ctrl_c_at_45(self):
+        if self.t == 45:
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C does: the handler asks the loop to stop
+        real(self)
+
+    monkeypatch.setattr(train_mod.Lockstep, "env_step", ctrl_c_at_45)
+    with pytest.raises(cli_mod.Interrupted) as stop:
+        train_mod.train(cfg, [tmp_path / "r"], progress=False)
+    assert stop.value.step == stop.value.saved_step == 46  # the step under way was finished, then saved
+    assert "holds step 46" in stop.value.describe()
+    monkeypatch.setattr(train_mod.Lockstep, "env_step", real)
+    capsys.readouterr()
+    resumed = train_mod.train(cfg, [tmp_path / "r"], resume=True)[0]
+    assert "resuming " + str(tmp_path / "r") + " from its checkpoint at step 46 of 60 (34 updates done)" in \
+        capsys.readouterr().out
+    assert _without_wall_time(resumed) == _without_wall_time(whole)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_the_update_bar_counts_what_summary_json_counts_and_summary_is_strict_json(tmp_path, monkeypatch):
+    bars = []
+    real = train_mod.bar
+
+    def recorded(*args, **kwargs):
+        bars.append(real(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(train_mod, "bar", recorded)
+    cfg = Config(env="Pendulum-v1", steps=50, seed_steps=30, batch_size=16, hidden=16, log_every=10, eval_every=50,
+                 utd=3, priming_updates=5)
+    train_mod.train(cfg, [tmp_path / "r"])
+    text = (tmp_path / "r" / "summary.json").read_text()
+
+    def no_nan(name):
+        raise AssertionError(f"summary.json holds {name}")
+
+    summary = json.loads(text, parse_constant=no_nan)
+    assert summary["episode_return"] is None  # no 200-step Pendulum episode ended in 50 steps
+    learning = [b for b in bars if b.unit == "update" and "priming" not in b.desc]
+    assert [(b.n, b.total) for b in learning] == [(63, 63)]  # utd 3 after each of steps 30..50
+    assert summary["updates"] == cfg.planned_updates() == 63 + 5  # priming's 5 updates have their own bar
+    assert [(b.n, b.total) for b in bars if b.unit == "step"] == [(30, 30)]
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("in the way")
+    err = _fails_in_one_line(train_mod.main, [*TINY, "--out", str(tmp_path / "file" / "run")], capsys)
+    assert err.startswith("error: cannot create the output folder") and str(tmp_path / "file") in err
+    err = _fails_in_one_line(experiment.main, [*TINY, "--out", str(tmp_path / "file" / "grid")], capsys)
+    assert err.startswith("error: cannot create the output folder")
+
+
+def test_a_bad_value_no_flag_gave_says_where_it_came_from(tmp_path, capsys):
+    err = _fails_in_one_line(train_mod.main, ["--steps", "500", "--out", str(tmp_path / "r")], capsys)
+    assert "got 5000 (seed_steps 5000 is the default: set --seed-steps)" in err
+    err = _fails_in_one_line(train_mod.main, ["--preset", "tutorial", "--steps", "500", "--out", str(tmp_path / "r")],
+                             capsys)
+    assert "(seed_steps 1000 is preset tutorial's: set --seed-steps)" in err
+    err = _fails_in_one_line(experiment.main, ["--steps", "500", "--out", str(tmp_path / "g")], capsys)
+    assert "seed_steps 5000 is the default" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_flag_is_answered_before_torch_loads():
+    """The mechanism behind the speed (bench.py --cli times it): the flags are parsed before the heavy imports."""
+    for argv in (["-m", "minimal_ofn.train", "--no-such-flag"], ["-m", "minimal_ofn.train", "--help"],
+                 ["-m", "minimal_ofn.experiment", "--no-such-flag"], ["-m", "minimal_ofn.experiment", "--help"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True)
+        assert done.returncode in (0, 2) and ("error:" in done.stderr or "--seed-steps" in done.stdout)
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+        assert "minimal_ofn.cli" in imported and not {"torch", "gymnasium", "numpy"} & imported, sorted(imported)
 
 
 def test_one_rule_decides_whether_a_run_folder_may_be_reused(tmp_path):

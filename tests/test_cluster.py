@@ -130,7 +130,7 @@ def test_a_ray_grid_equals_the_local_grid_row_for_row(local_grid, ray_cluster, t
     out = capsys.readouterr().out
     finished = re.findall(r"\[stack \d+/\d+\] finished: (\d+) runs in ", out)  # a line per stack, as each ends
     assert finished and sum(map(int, finished)) == 4, out
-    assert "grid: 4 runs finished, 0 failed, 0 skipped" in out
+    assert "grid at UTD 2: 4 runs finished, 0 failed, 0 skipped" in out
     assert (tmp_path / "figure_utd2.png").exists() and (tmp_path / "table_utd2.txt").exists()  # plot read it
     ex.main([*GRID, "--launcher", "ray", "--out", str(tmp_path)])  # again: everything is loaded, nothing runs
     assert "grid: 0 runs finished, 0 failed, 4 skipped" in capsys.readouterr().out
@@ -186,7 +186,7 @@ def test_a_killed_worker_is_retried_and_its_runs_resume_from_their_checkpoints(l
     after = list(csv.DictReader(open(tmp_path / RUNS[-1] / "metrics.csv", newline="")))
     before = [r for r in seen["rows"] if int(r["step"]) <= 50]
     assert before and after[:len(before)] == before  # wall_time included: a rerun would have new times
-    assert "grid: 4 runs finished, 0 failed" in capfd.readouterr().out
+    assert "grid at UTD 2: 4 runs finished, 0 failed" in capfd.readouterr().out
 
 
 @needs_ray
@@ -198,7 +198,7 @@ def test_the_command_connects_to_the_cluster_ray_address_names(local_grid, ray_c
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Started a local Ray instance" not in done.stderr  # it joined the running one
-    assert "grid: 1 runs finished, 0 failed, 0 skipped" in done.stdout
+    assert "grid at UTD 2: 1 runs finished, 0 failed, 0 skipped" in done.stdout
     # Alone here, in a stack of four there: equal up to float rounding (as tests/test_train.py holds them).
     alone, stacked = _rows(tmp_path / "utd2/ofn/seed1"), _rows(local_grid / "utd2/ofn/seed1")
     assert len(alone) == len(stacked) == 12
@@ -226,4 +226,4 @@ def test_a_stack_failing_on_its_own_is_reported_and_the_rest_of_the_grid_finishe
         assert (tmp_path / "baseline" / f"seed{seed}" / "summary.json").exists()
         assert not (tmp_path / "diverges" / f"seed{seed}" / "summary.json").exists()
     out = capsys.readouterr().out
-    assert "FAILED" in out and "grid: 2 runs finished, 2 failed, 0 skipped" in out
+    assert "FAILED" in out and "grid at UTD 1: 2 runs finished, 2 failed, 0 skipped" in out

@@ -277,8 +277,9 @@ def test_progress_counts_random_steps_then_gradient_updates(monkeypatch, tmp_pat
 
     monkeypatch.setattr(train_mod, "bar", Recording)
     train(_cfg(utd=3), [tmp_path / "r"], progress=True, until=200)
-    assert [(b.kw["unit"], b.kw["total"], b.n) for b in bars] == [("step", 120, 120), ("update", 3 * 120, 3 * 80)]
+    # utd updates after every step from seed_steps (120) on: 121 steps of them in all, 81 by step 200
+    assert [(b.kw["unit"], b.kw["total"], b.n) for b in bars] == [("step", 120, 120), ("update", 3 * 121, 3 * 81)]
     bars.clear()
     train(_cfg(utd=3), [tmp_path / "r"], resume=True, progress=True)  # resumed from the checkpoint of step 200
-    assert [(b.kw["unit"], b.kw["initial"], b.n) for b in bars] == [("update", 3 * 80, 3 * 120)]
+    assert [(b.kw["unit"], b.kw["initial"], b.n) for b in bars] == [("update", 3 * 81, 3 * 121)]
     assert bars[0].desc.endswith("step 240/240")

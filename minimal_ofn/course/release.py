@@ -6,8 +6,10 @@ writes
 
     OUT/exercises/NN_topic.ipynb     generated from solutions/ now (never copied: a stale exercise cannot ship)
     OUT/tutorials/                   the tutorial notebooks and their README, as committed
-    OUT/dist/minimal_ofn-*.whl       the package, built from a copy of pyproject.toml, README.md and minimal_ofn/
-                                     only, so solutions/ is not even in the build's folder
+    OUT/dist/minimal_ofn-*.whl       the package, built from a copy of pyproject.toml, README.md, LICENSE and
+                                     minimal_ofn/ only, so solutions/ is not even in the build's folder; the wheel
+                                     carries the committed story (docs/story: its runs, protocol and report) as
+                                     package data, minimal_ofn/story_committed/, which the tutorials judge again
     OUT/README.md                    how to install and grade
 
 and then checks what it wrote: no solution notebook, no nbgrader solution or hidden-test marker, and
@@ -22,15 +24,25 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..runs import STORY_DATA
 from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION, generate
 
 STUDENT_README = """# minimal_ofn: the course
 
-Install the package (torch first: the CPU wheel, or your CUDA build), then open the notebooks:
+Install PyTorch, then the package, then open the notebooks:
 
-    pip install torch==2.13.0        # CPU; on a GPU machine install your CUDA build of torch instead
+    pip install torch==2.13.0
     pip install dist/{wheel}
     jupyter lab
+
+From PyPI (pip's default index), `torch==2.13.0` on Linux x86-64 is the CUDA build, about 2.5 GB with its NVIDIA
+libraries; it runs on a CPU too. On macOS and Windows it is a CPU build. On a Linux machine without a GPU, take the
+CPU wheel from PyTorch's own index instead, as the install selector on pytorch.org gives it (Linux, Pip, CPU):
+
+    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+The wheel carries the committed story's runs (docs/story of the repository), which the tutorials' last cells judge
+again beside your own run.
 
 - `tutorials/`: seven notebooks, one step of the paper's story each (read and run them).
 - `exercises/`: one exercise per tutorial; replace each `raise NotImplementedError(...)` with your code.
@@ -53,10 +65,13 @@ def build_wheel(root: Path, dist: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="minimal_ofn_release_") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
             shutil.copy2(root / name, src / name)
         shutil.copytree(root / "minimal_ofn", src / "minimal_ofn",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", STORY_DATA))
+        # What the tutorials' "this run beside the story" cells read (runs.committed_story finds it there).
+        shutil.copytree(root / "docs" / "story", src / "minimal_ofn" / STORY_DATA,
+                        ignore=shutil.ignore_patterns("checkpoint*.pt", "*.tmp"))
         done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                                "-w", str(dist), str(src)], capture_output=True, text=True)
         if done.returncode != 0:

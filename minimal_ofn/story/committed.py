@@ -9,11 +9,11 @@ from pathlib import Path
 
 from .. import config as cfgmod
 from ..envs import make_env
-from ..runs import load_metrics
+from ..runs import committed_story, load_metrics
 from .claims import GPU_CLAIMS, claim_scores, describe, fmt, judge
 from .protocol import DISSECT_ARMS, NARROW_ARMS, ONLINE_ARMS, ONLINE_UTD1_ARMS, PRIMING_ARMS, Protocol, online_folder
 
-COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "story"
+COMMITTED = committed_story()  # docs/story, or its copy inside an installed wheel
 
 
 def load(p: Protocol, out: Path) -> dict:
