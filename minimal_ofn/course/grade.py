@@ -130,16 +130,13 @@ def format_report(r: dict) -> str:
         lines.append(f"  {r['isolation']}")
     if r["error"]:
         lines.append(f"  NOT GRADED: {r['error']}")
-    part = None
-    for c in r["checks"]:
-        if c["part"] != part:
-            part = c["part"]
-            got = sum(x["points"] for x in r["checks"] if x["part"] == part)
-            total = sum(x["max_points"] for x in r["checks"] if x["part"] == part)
-            lines.append(f"  {part}: {got}/{total}")
-        lines.append(f"    {'ok  ' if c['passed'] else 'FAIL'} {c['description']} [{c['points']}/{c['max_points']}]")
-        if not c["passed"]:
-            lines.append(f"         hint: {c['message']}")
+    for part in dict.fromkeys(c["part"] for c in r["checks"]):  # each part once, its checks under it
+        mine = [c for c in r["checks"] if c["part"] == part]
+        lines.append(f"  {part}: {sum(c['points'] for c in mine)}/{sum(c['max_points'] for c in mine)}")
+        for c in mine:
+            lines.append(f"    {'ok  ' if c['passed'] else 'FAIL'} {c['description']} [{c['points']}/{c['max_points']}]")
+            if not c["passed"]:
+                lines.append(f"         hint: {c['message']}")
     if r["problems"]:
         lines.append("  while running the notebook:")
         lines += [f"    - {p}" for p in r["problems"]]
