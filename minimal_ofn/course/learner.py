@@ -90,7 +90,8 @@ class Sandbox:
         while True:
             self.close()
             self._spawn()
-            timeout, hung = START_TIMEOUT, None
+            hung, timeout = None, self.call_timeout
+            self._ask(("ping",), START_TIMEOUT)  # the child has imported torch (seconds on a busy machine)
             for k, (filename, code) in enumerate(self.units):
                 if k in self.skipped:
                     continue
@@ -104,7 +105,6 @@ class Sandbox:
                         self.load_errors.append(f"{_label(filename, code)}: {err} while loading: left out")
                     hung = k
                     break
-                timeout = self.call_timeout
                 if status == "error" and first:
                     kind, message, where = value
                     self.load_errors.append(f"{_label(filename, code)} raised {kind} when loaded: "

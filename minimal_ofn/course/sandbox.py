@@ -172,7 +172,9 @@ class Child:
                 message = pickle.loads(receive(self.fd_in))
             except EOFError:
                 return
-            if message[0] == "load":
+            if message[0] == "ping":  # torch is imported: ready
+                reply = ("ok", None)
+            elif message[0] == "load":
                 reply = self.load(message[1], message[2])
             elif message[0] == "call":
                 reply = self.call(*message[1:])
