@@ -59,7 +59,6 @@ def test_solutions_score_full_marks_and_exercises_zero(path):
     else:
         assert report["score"] == 0, format_report(report)
         assert all("not implemented yet" in c["message"] for c in report["checks"]), format_report(report)
-    assert report["seconds"] <= 30, report["seconds"]  # 15 s budget; generous for a shared CI machine
 
 
 # ---- planted mistakes
@@ -498,3 +497,13 @@ def test_errors_cite_the_learners_cell_and_line(tmp_path):
     report = grade_notebook(_notebook(tmp_path / "fay_01.ipynb", ["# notes", "x = 1", wrong], exercise=None))
     messages = [c["message"] for c in report["checks"] if c["part"] == "soft_q_target"]
     assert any("cell 3, line 6" in m for m in messages), messages
+
+
+def test_course_help_exits_0_with_each_subcommands_help(capsys):
+    from minimal_ofn.course.__main__ import main as course_main
+
+    assert course_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"== {name} ==" in out for name in ("grade", "exercises", "release")), out
+    assert "--isolation" in out and "--seed" in out and "--check" in out and "out" in out
+    assert course_main([]) == 2 and course_main(["nope"]) == 2
