@@ -464,7 +464,7 @@ def discounted_returns(rewards, gamma):
     for t in range(len(r) - 1, -1, -1):
         running = r[t] + gamma * running
         out[t] = running
-    return out
+    return out.numpy()
 """),
     ("03_momentum", """
 def adam_step(p, g, m, v, t, lr, b1, b2, eps=1e-8):
@@ -661,10 +661,12 @@ def polyak_update(target_params, online_params, tau):
 """),
         ("02_high_utd", "discounted_returns", """
 def discounted_returns(rewards, gamma):
-    out, g = [], 0.0
-    for r in reversed(rewards):
-        g = r + gamma * g
-        out.insert(0, g)
+    r = torch.as_tensor(rewards, dtype=torch.float64)
+    out = torch.zeros_like(r)
+    running = 0.0
+    for t in range(len(r) - 1, -1, -1):
+        running = r[t] + gamma * running
+        out[t] = running
     return out
 """),
         ("04_regularization", "dropout_mask", """

@@ -17,6 +17,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -52,6 +53,10 @@ class Sandbox:
         """units: (filename, code) per kept statement (source.Extracted.units), or one source string."""
         self.units = [("<cell 1>", units)] if isinstance(units, str) else list(units)
         self.call_timeout, self.readable = call_timeout, list(readable)
+        if not self.readable:  # a folder of its own the child can read (the checks write results folders there)
+            self._own_scratch = tempfile.TemporaryDirectory(prefix="minimal_ofn_sandbox_")
+            self.readable = [self._own_scratch.name]
+        self.scratch = self.readable[0]
         self.proc = None
         self.load_errors = []  # one line each: a statement that raised or hung when loaded (first start only)
         self.skipped = set()  # statements left out after they hung

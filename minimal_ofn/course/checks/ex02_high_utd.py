@@ -192,9 +192,10 @@ def returns_of_numpy_arrays_on_fresh_episodes(discounted_returns):
         out = discounted_returns(given, gamma)
         try:
             shifted = out - np.float64(0.5)  # the package subtracts an entropy bonus from the returns
+            float(np.mean(out[: max(1, n // 2)]))  # ... and averages the first half
         except TypeError:
             raise AssertionError(f"discounted_returns returned a {type(out).__name__}: the package computes "
-                                 "returns - bonus with it, so return a numpy array") from None
+                                 "returns - bonus and np.mean(returns[:half]) with it, so return a numpy array") from None
         got = _as_array(shifted, n) + 0.5
         want = _returns_reference(rewards, gamma)
         assert np.allclose(got, want, rtol=1e-6, atol=1e-9 * scale), (
