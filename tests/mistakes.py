@@ -134,7 +134,7 @@ def discounted_returns(rewards, gamma):
         running = rewards[t] + gamma * running
         rewards[t] = running
     return np.array(rewards)
-""", "returns_match_the_recursion", "changed the list of rewards"),
+""", "returns_match_the_recursion", "in place"),
     ("02_high_utd", "discounted_returns", """
 def discounted_returns(rewards, gamma):
     out = np.zeros(len(rewards), dtype=int)
@@ -198,7 +198,7 @@ def without_momentum(cfg):
 def without_momentum(cfg):
     cfg.critic_beta1 = cfg.actor_beta1 = 0.0
     return cfg
-""", "without_momentum_changes_nothing_else", "changed copy"),
+""", "without_momentum_changes_nothing_else", "in place"),
     # ---- dropout_mask: keep with probability p, unscaled, global stream, <= vs >= is fine (not here)
     ("04_regularization", "dropout_mask", """
 def dropout_mask(p, shape, generator):
@@ -439,10 +439,10 @@ def utd_loop(env_step, update, steps, utd, seed_steps):
 
 def discounted_returns(rewards, gamma):
     out, g = [], 0.0
-    for r in reversed(rewards):
+    for r in reversed(list(rewards)):
         g = r + gamma * g
         out.append(g)
-    return out[::-1]
+    return np.array(out[::-1])
 """),
     ("02_high_utd", """
 def utd_loop(env_step, update, steps, utd, seed_steps):
@@ -464,7 +464,7 @@ def discounted_returns(rewards, gamma):
     for t in range(len(r) - 1, -1, -1):
         running = r[t] + gamma * running
         out[t] = running
-    return out
+    return out.numpy()
 """),
     ("03_momentum", """
 def adam_step(p, g, m, v, t, lr, b1, b2, eps=1e-8):
@@ -546,7 +546,9 @@ def iqm(scores):
 def final_scores(folder, metric="eval_return"):
     out = {}
     for f in sorted(Path(folder).rglob("metrics.csv")):
-        out.setdefault(f.parent.parent.name, []).append(load_metrics(f.parent)[-1][metric])
+        rows = load_metrics(f.parent)
+        if rows:
+            out.setdefault(f.parent.parent.name, []).append(rows[-1][metric])
     return out
 """),
     ("07_at_scale", """
@@ -559,7 +561,239 @@ def final_scores(folder, metric="eval_return"):
     scores = {}
     for run in sorted(Path(folder).glob("*/seed*/metrics.csv")):
         rows = list(csv.DictReader(run.open()))
-        scores.setdefault(run.parent.parent.name, []).append(rows[-1][metric])  # strings: accepted
+        if rows:
+            scores.setdefault(run.parent.parent.name, []).append(rows[-1][metric])  # strings: accepted
     return scores
 """),
 ]
+
+# Correct answers a learner may reasonably write (the issue's class 7: equivalent answers pass)
+RIGHT += [
+    ("04_regularization", """
+def dropout_mask(p, shape, generator):
+    keep = torch.empty(shape).bernoulli_(1 - p, generator=generator)
+    return keep / (1 - p)
+
+def decoupled_weight_decay(param, lr, weight_decay):
+    return param - lr * weight_decay * param
+
+def l2_penalty(weights, coef):
+    return coef * torch.stack([w.flatten(1).pow(2).sum(-1) for w in weights]).sum(0)
+"""),
+    ("04_regularization", """
+def dropout_mask(p, shape, generator):
+    keep = torch.rand(shape, generator=generator) < 1 - p
+    return keep.float() / (1 - p)
+
+def decoupled_weight_decay(param, lr, weight_decay):
+    with torch.no_grad():
+        return param.mul_(1 - lr * weight_decay)
+
+def l2_penalty(weights, coef):
+    return sum(coef * torch.linalg.vector_norm(w.flatten(1), dim=1) ** 2 for w in weights)
+"""),
+    ("07_at_scale", """
+import scipy.stats
+
+def iqm(scores):
+    return float(scipy.stats.trim_mean(scores, 0.25))
+
+def final_scores(folder, metric="eval_return"):
+    out = {}
+    for variant in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        for run in sorted(variant.glob("seed*")):
+            rows = load_metrics(run)
+            if rows:
+                out.setdefault(variant.name, []).append(rows[-1][metric])
+    return out
+"""),
+    ("07_at_scale", """
+def iqm(scores):
+    x = torch.sort(torch.as_tensor(np.asarray(scores), dtype=torch.float32)).values
+    k = len(x) // 4
+    return x[k:len(x) - k].mean().item()
+
+def final_scores(folder, metric="eval_return"):
+    out = {}
+    for f in Path(folder).glob("*/seed*/metrics.csv"):
+        with f.open() as handle:
+            last = None
+            for last in csv.DictReader(handle):
+                pass
+        if last is not None:
+            out.setdefault(f.parent.parent.name, []).append(float(last[metric]))
+    return out
+"""),
+    ("01_sac_utd1", """
+def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    v = torch.amin(next_q, dim=1) - alpha * next_log_prob
+    return torch.addcmul(reward, gamma * (1 - terminated), v)
+
+@torch.no_grad()
+def polyak_update(target_params, online_params, tau):
+    for t, p in zip(target_params, online_params):
+        w = tau.reshape(tau.shape + (1,) * (t.dim() - 1))
+        t.copy_(t + w * (p - t))
+"""),
+    ("06_priming_resets", """
+def prime(buffer, update, updates, batch_size, generators):
+    for _ in range(max(0, int(updates))):
+        update(buffer.sample(batch_size, generators))
+
+def reset_due(reset_every, updates):
+    if reset_every <= 0 or updates <= 0:
+        return False
+    return updates % reset_every == 0
+"""),
+]
+
+
+# ---- the issue's classes (issue 27): each entry must cost its part marks; "side" ones must score 0 for the part
+# (exercise, part, source)
+CLASSES = {
+    "1 probes of another kind than the package passes": [
+        ("01_sac_utd1", "polyak_update", """
+@torch.no_grad()
+def polyak_update(target_params, online_params, tau):
+    for i in range(len(target_params)):
+        w = tau.view(-1, *([1] * (target_params[i].dim() - 1)))
+        target_params[i].lerp_(online_params[i], w)
+"""),
+        ("02_high_utd", "discounted_returns", """
+def discounted_returns(rewards, gamma):
+    r = torch.as_tensor(rewards, dtype=torch.float64)
+    out = torch.zeros_like(r)
+    running = 0.0
+    for t in range(len(r) - 1, -1, -1):
+        running = r[t] + gamma * running
+        out[t] = running
+    return out
+"""),
+        ("04_regularization", "dropout_mask", """
+def dropout_mask(p, shape, generator):
+    rows, cols = shape[0], shape[-1]
+    return (torch.rand(rows, cols, generator=generator) >= p).float().expand(*shape) / (1 - p)
+"""),
+        ("05_ofn", "ofn", """
+def ofn(features, eps=1e-12):
+    norm = features.norm(dim=-1, keepdim=True)
+    return features / torch.maximum(norm, torch.full(norm.shape, eps))
+"""),
+        ("01_sac_utd1", "soft_q_target", """
+def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    a, g = float(alpha), float(gamma)
+    return reward + g * (1 - terminated) * (next_q.min(dim=1).values - a * next_log_prob)
+"""),
+    ],
+    "2 fixed probes and ranges never probed": [
+        ("01_sac_utd1", "soft_q_target", """
+def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    if tuple(reward.shape) == (3, 4):
+        return reward + gamma * (1 - terminated) * (next_q.min(dim=1).values - alpha * next_log_prob)
+    return reward
+"""),
+        ("03_momentum", "adam_step", """
+def adam_step(param, grad, m, v, t, lr, beta1, beta2, eps=1e-8):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    return param - lr * (m / (1 - beta1 ** t)) / (v / (1 - beta2 ** t) + eps).sqrt(), m, v
+"""),
+        ("02_high_utd", "utd_loop", """
+def utd_loop(env_step, update, steps, utd, seed_steps):
+    n = 0
+    for t in range(1, steps + 1):
+        env_step()
+        if t >= abs(seed_steps):
+            for _ in range(utd):
+                update()
+                n += 1
+    return n
+"""),
+        ("06_priming_resets", "reset_due", """
+def reset_due(reset_every, updates):
+    return reset_every > 0 and updates % reset_every == 0
+"""),
+        ("07_at_scale", "final_scores", """
+def final_scores(folder, metric="eval_return"):
+    out = {}
+    for run in sorted(Path(folder).glob("*/seed*")):
+        with (run / "metrics.csv").open() as f:
+            out.setdefault(run.parent.name, []).append(float(list(csv.DictReader(f))[-1][metric]))
+    return out
+"""),
+        ("07_at_scale", "iqm", """
+def iqm(scores):
+    x = np.asarray(scores, dtype=float)
+    lo, hi = np.percentile(x, [25, 75])
+    return float(x[(x >= lo) & (x <= hi)].mean())
+"""),
+    ],
+    "3 state across calls": [
+        ("04_regularization", "dropout_mask", """
+def dropout_mask(p, shape, generator):
+    g = torch.Generator()
+    g.set_state(generator.get_state())
+    return (torch.rand(shape, generator=g) >= p).float() / (1 - p)
+"""),
+        ("04_regularization", "dropout_mask", """
+def dropout_mask(p, shape, generator):
+    state = generator.get_state()
+    mask = (torch.rand(shape, generator=generator) >= p).float() / (1 - p)
+    generator.set_state(state)
+    return mask
+"""),
+        ("06_priming_resets", "prime", """
+def prime(buffer, update, updates, batch_size, generators):
+    batch = buffer.sample(batch_size, generators)
+    for _ in range(updates):
+        update(batch)
+"""),
+    ],
+    "4 inputs the learner can change": [
+        ("01_sac_utd1", "soft_q_target", """
+def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    if isinstance(alpha, torch.Tensor):
+        alpha.zero_()
+        gamma.zero_()
+    return reward.clone()
+"""),
+        ("03_momentum", "adam_step", """
+def adam_step(param, grad, m, v, t, lr, beta1, beta2, eps=1e-8):
+    for x in (lr, beta1, beta2):
+        if isinstance(x, torch.Tensor):
+            x.zero_()
+    return param.clone(), m.clone(), v.clone()
+"""),
+        ("04_regularization", "l2_penalty", """
+def l2_penalty(weights, coef):
+    for w in weights:
+        w.data.zero_()
+    return coef * 0.0
+"""),
+        ("04_regularization", "decoupled_weight_decay", """
+def decoupled_weight_decay(param, lr, weight_decay):
+    if isinstance(weight_decay, torch.Tensor):
+        weight_decay.zero_()
+    return param * 1.0
+"""),
+        ("05_ofn", "ofn", """
+def ofn(features, eps=1e-12):
+    return features.div_(features.norm(dim=-1, keepdim=True).clamp_min(eps))
+"""),
+    ],
+    "5 side properties alone (side: must score 0 for the part)": [
+        ("05_ofn", "ofn", "def ofn(features, eps=1e-12):\n    return features\n"),
+        ("05_ofn", "srank", "def srank(features, delta=0.01):\n    return torch.ones(features.shape[:-2])\n"),
+        ("03_momentum", "without_momentum", "def without_momentum(cfg):\n    return cfg\n"),
+        ("06_priming_resets", "reset_due", "def reset_due(reset_every, updates):\n    return False\n"),
+        ("02_high_utd", "utd_loop", "def utd_loop(env_step, update, steps, utd, seed_steps):\n    return 0\n"),
+        ("06_priming_resets", "prime", "def prime(buffer, update, updates, batch_size, generators):\n    return None\n"),
+        ("01_sac_utd1", "polyak_update", "def polyak_update(target_params, online_params, tau):\n    return None\n"),
+        ("04_regularization", "dropout_mask",
+         "def dropout_mask(p, shape, generator):\n    return torch.ones(shape)\n"),
+        ("07_at_scale", "final_scores", "def final_scores(folder, metric='eval_return'):\n    return {}\n"),
+        ("04_regularization", "decoupled_weight_decay",
+         "def decoupled_weight_decay(param, lr, weight_decay):\n    return param\n"),
+    ],
+}
+

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import checks
+from . import checks, isolation
 from .checks import EXERCISES, Refused
 from .learner import CALL_TIMEOUT, Sandbox
 from .source import extract
@@ -72,13 +73,15 @@ def _first_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def grade_notebook(path, check_timeout: float = CALL_TIMEOUT, seed: int | None = None) -> dict:
+def grade_notebook(path, check_timeout: float = CALL_TIMEOUT, seed: int | None = None,
+                   require_isolation: bool = False) -> dict:
     """Check one notebook's functions. Never raises: every failure is part of the report."""
     path = Path(path)
     start = time.monotonic()
     seed = int.from_bytes(os.urandom(4), "little") % 1_000_000 if seed is None else int(seed)
     report = {"notebook": str(path), "exercise": None, "status": "error", "score": 0, "max_score": 0,
-              "error": None, "problems": [], "checks": [], "seed": seed, "seconds": 0.0}
+              "error": None, "problems": [], "checks": [], "seed": seed, "seconds": 0.0,
+              "isolation": isolation.describe()}
     try:
         try:
             nb = nbformat.read(path, as_version=4)
@@ -94,15 +97,16 @@ def grade_notebook(path, check_timeout: float = CALL_TIMEOUT, seed: int | None =
         names = checks.graded_names(exercise)
         found = extract(nb, names)
         report["problems"] = list(found.problems)
-        with Sandbox(found.source, check_timeout) as box:
+        with tempfile.TemporaryDirectory(prefix="minimal_ofn_grading_") as scratch, \
+                Sandbox(found.units, check_timeout, readable=[scratch]) as box:
+            report["isolation"] = isolation.describe()
+            if require_isolation and not box.isolated:
+                raise _Fail(f"isolation was required (--isolation require) but {box.isolation}")
             box.start()
-            if box.load_error:
-                kind, message, where = box.load_error
-                report["problems"].append(f"your definitions raised {kind}: {_first_line(message)}"
-                                          f"{' at ' + where if where else ''}")
+            report["problems"] += box.load_errors
             functions = {name: Refused(found.refused[name]) if name in found.refused else box.function(name)
                          for name in names}
-            report["checks"] = checks.run(exercise, functions, seed)
+            report["checks"] = checks.run(exercise, functions, seed, scratch=scratch)
         report["score"] = sum(c["points"] for c in report["checks"])
         report["status"] = "graded"
     except _Fail as err:
@@ -122,18 +126,17 @@ def format_report(r: dict) -> str:
     head = (f"{r['notebook']}  exercise {r['exercise'] or '?'}  score {r['score']}/{r['max_score']}  "
             f"({r['seconds']} s, seed {r.get('seed')})")
     lines = [head]
+    if r.get("isolation"):
+        lines.append(f"  {r['isolation']}")
     if r["error"]:
         lines.append(f"  NOT GRADED: {r['error']}")
-    part = None
-    for c in r["checks"]:
-        if c["part"] != part:
-            part = c["part"]
-            got = sum(x["points"] for x in r["checks"] if x["part"] == part)
-            total = sum(x["max_points"] for x in r["checks"] if x["part"] == part)
-            lines.append(f"  {part}: {got}/{total}")
-        lines.append(f"    {'ok  ' if c['passed'] else 'FAIL'} {c['description']} [{c['points']}/{c['max_points']}]")
-        if not c["passed"]:
-            lines.append(f"         hint: {c['message']}")
+    for part in dict.fromkeys(c["part"] for c in r["checks"]):  # each part once, its checks under it
+        mine = [c for c in r["checks"] if c["part"] == part]
+        lines.append(f"  {part}: {sum(c['points'] for c in mine)}/{sum(c['max_points'] for c in mine)}")
+        for c in mine:
+            lines.append(f"    {'ok  ' if c['passed'] else 'FAIL'} {c['description']} [{c['points']}/{c['max_points']}]")
+            if not c["passed"]:
+                lines.append(f"         hint: {c['message']}")
     if r["problems"]:
         lines.append("  while running the notebook:")
         lines += [f"    - {p}" for p in r["problems"]]
@@ -168,7 +171,17 @@ def main(argv=None) -> int:
                         help=f"seconds for one call of a learner's function ({CALL_TIMEOUT:g})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the checks' random inputs (default: a new one)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (1)")
+    parser.add_argument("--isolation", choices=("auto", "require", "off"), default="auto",
+                        help="auto: isolate the learner's code with bubblewrap where the OS allows it, else grade "
+                             "without (the report says: self-assessment only); require: refuse to grade without "
+                             "it (for instructors); off: never isolate")
     args = parser.parse_args(argv)
+    if args.isolation == "off":
+        os.environ["MINIMAL_OFN_ISOLATION"] = "off"
+        isolation.available.cache_clear()
+    if args.isolation == "require" and not isolation.available()[0]:
+        print(f"error: --isolation require, but {isolation.available()[1]}", file=sys.stderr)
+        return 2
     try:
         notebooks = find_notebooks(args.paths)
     except FileNotFoundError as err:
@@ -177,7 +190,7 @@ def main(argv=None) -> int:
     if not notebooks:
         print(f"error: no notebooks in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    jobs = [(p, args.check_timeout, args.seed) for p in notebooks]
+    jobs = [(p, args.check_timeout, args.seed, args.isolation == "require") for p in notebooks]
     if args.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(args.jobs, len(jobs)), mp_context=get_context("spawn")) as pool:
             reports = list(pool.map(_grade_args, jobs))

@@ -17,13 +17,15 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import sandbox
+from . import isolation, sandbox
 from .sandbox import LearnerError, _exception, receive, send
 
 CALL_TIMEOUT = 20.0  # seconds for one call of a learner's function
@@ -47,30 +49,85 @@ def _site_dirs() -> list[str]:
 
 
 class Sandbox:
-    def __init__(self, source: str, call_timeout: float = CALL_TIMEOUT):
-        self.source, self.call_timeout = source, call_timeout
+    def __init__(self, units, call_timeout: float = CALL_TIMEOUT, readable=()):
+        """units: (filename, code) per kept statement (source.Extracted.units), or one source string."""
+        self.units = [("<cell 1>", units)] if isinstance(units, str) else list(units)
+        self.call_timeout, self.readable = call_timeout, list(readable)
+        if not self.readable:  # a folder of its own the child can read (the checks write results folders there)
+            self._own_scratch = tempfile.TemporaryDirectory(prefix="minimal_ofn_sandbox_")
+            self.readable = [self._own_scratch.name]
+        self.scratch = self.readable[0]
         self.proc = None
-        self.load_error = None  # (type, message, where) when the learner's cells do not compile or run
+        self.load_errors = []  # one line each: a statement that raised or hung when loaded (first start only)
+        self.skipped = set()  # statements left out after they hung
+        self.isolated, self.isolation = isolation.available()
+        self._started = False
+
+    @property
+    def load_error(self):
+        return self.load_errors[0] if self.load_errors else None
 
     # ---- the child's life
-    def start(self) -> None:
-        self.close()
+    def _spawn(self) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         # The child's program is sandbox.py's text (read through its loader: the package may be a zipped wheel).
         bootstrap = "import sys; sys.path[:0] = sys.argv[3:]; sys.argv = sys.argv[:3]\n" + inspect.getsource(sandbox)
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": os.environ.get("PATH", ""),
                "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8"}
+        argv = [sys.executable, "-I", "-S", "-c", bootstrap, str(to_child_r), str(from_child_w), *_site_dirs()]
+        if self.isolated:
+            argv, env["HOME"] = isolation.bwrap_command(argv, self.readable), "/tmp"
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", bootstrap, str(to_child_r), str(from_child_w), *_site_dirs()],
-            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=None if os.environ.get("MINIMAL_OFN_SANDBOX_DEBUG") else subprocess.DEVNULL, env=env, cwd="/", start_new_session=True)
+            argv, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=None if os.environ.get("MINIMAL_OFN_SANDBOX_DEBUG") else subprocess.DEVNULL, env=env, cwd="/",
+            start_new_session=True)
         os.close(to_child_r)
         os.close(from_child_w)
         self.w, self.r = to_child_w, from_child_r
         self.handles, self.dataclasses = {}, {}
-        status, value = self._ask(("load", self.source), START_TIMEOUT)
-        self.load_error = value if status == "error" else None
+        self._iterated, self._generators, self._sent_states = [], [], []
+
+    def start(self) -> None:
+        """Start a child and load every kept statement, one at a time: one that raises or hangs costs itself only."""
+        first, restarts = not self._started, 0
+        self._started = True
+        while True:
+            self.close()
+            self._spawn()
+            hung, timeout = None, self.call_timeout
+            self._ask(("ping",), START_TIMEOUT)  # the child has imported torch (seconds on a busy machine)
+            for k, (filename, code) in enumerate(self.units):
+                if k in self.skipped:
+                    continue
+                try:
+                    status, value = self._ask(("load", filename, code), timeout)
+                except CheckTimeout:
+                    hung = k
+                    break
+                except ChildDied as err:
+                    if first:
+                        self.load_errors.append(f"{_label(filename, code)}: {err} while loading: left out")
+                    hung = k
+                    break
+                if status == "error" and first:
+                    kind, message, where = value
+                    self.load_errors.append(f"{_label(filename, code)} raised {kind} when loaded: "
+                                            f"{' '.join(str(message).split())[:200]}{' at ' + where if where else ''}"
+                                            " (only what uses it is affected)")
+            if hung is None:
+                return
+            self.skipped.add(hung)
+            filename, code = self.units[hung]
+            if first and not any(_label(filename, code) in e for e in self.load_errors):
+                self.load_errors.append(f"{_label(filename, code)} timed out when loaded (did not finish within "
+                                        f"{timeout:g} s: an endless loop or a long computation at top level?): "
+                                        "left out")
+            restarts += 1
+            if restarts > 3:
+                self.units = [u for k, u in enumerate(self.units) if k not in self.skipped]
+                self.skipped = set()
+                return
 
     def close(self) -> None:
         if self.proc is None:
@@ -99,20 +156,20 @@ class Sandbox:
         """Run the learner's `name` on args in the child; returns its result, or (result, grads) with want_grad."""
         if self.proc is None:
             self.start()
-        if self.load_error:
-            raise _exception(*self.load_error)
         kwargs = kwargs or {}
+        self._iterated, self._generators, self._sent_states = [], [], []
         status, value = self._ask(("call", name, self._encode(args), self._encode(kwargs), want_grad),
                                   self.call_timeout)
         if status == "error":
             raise _exception(*value)
-        out, given, grads, generators = value
+        out, given, grads, generators, iterated = value
         _copy_back((args, kwargs), self._decode(given))  # in-place changes the learner made to its arguments
-        for g, state in zip(sandbox._leaves((args, kwargs), torch.Generator), generators):
-            if isinstance(state, torch.Tensor) and state.dtype == torch.uint8:
-                g.set_state(state)
+        _copy_back(self._iterated, self._decode(iterated))  # ... and to the items of generators it was given
+        for g, sent, state in zip(self._generators, self._sent_states, generators):
+            if isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and not torch.equal(state, sent):
+                g.set_state(state)  # the learner drew from the agent's generator: the agent's stream moves on
         out = self._decode(out)
-        return (out, self._decode(grads)) if want_grad else out
+        return out if want_grad is False else (out, self._decode(grads))
 
     def _ask(self, message, timeout):
         import pickle
@@ -159,7 +216,13 @@ class Sandbox:
     def _encode(self, value):
         """A grader value as the child will see it: data by value, everything else as a handle."""
         if isinstance(value, torch.Generator):
-            return {"__generator__": value.get_state(), "device": str(value.device)}
+            self._generators.append(value)
+            self._sent_states.append(value.get_state())
+            return {"__generator__": self._sent_states[-1], "device": str(value.device)}
+        if isinstance(value, types.GeneratorType):  # net.parameters(): the child gets a generator of the items
+            items = list(value)
+            self._iterated.append(items)
+            return {"__iterator__": [self._encode(v) for v in items]}
         if isinstance(value, (torch.Tensor, np.ndarray, np.generic, Path)) or value is None or type(value) in sandbox.DATA:
             return value
         if type(value) in (list, tuple):
@@ -203,6 +266,8 @@ class Sandbox:
             return Path(str(tree.get("value")))
         if kind == "handle":
             return self.handles.get(tree.get("id"))
+        if kind == "generator" and isinstance(tree.get("index"), int) and 0 <= tree["index"] < len(self._generators):
+            return self._generators[tree["index"]]
         if kind == "dataclass" and tree.get("type") in self.dataclasses:
             fields = self._decode(tree.get("fields"))
             if not isinstance(fields, dict):
@@ -228,6 +293,18 @@ class LearnerFunction:
     def grad(self, *args):
         return self.box.call(self.__name__, args, {}, want_grad=True)
 
+    def vjp(self, grad_output, *args):
+        """(out, d <out, grad_output> / d each input that requires grad): a backward pass through the child."""
+        return self.box.call(self.__name__, args, {}, want_grad=grad_output)
+
+
+def _label(filename: str, code: str) -> str:
+    """'cell 7, line 3 (`def soft_q_target(...`)': where a statement is, in the learner's own numbering."""
+    lines = code.split("\n")
+    first = next((k for k, line in enumerate(lines) if line.strip()), 0)
+    text = lines[first].strip() if lines else ""
+    return f"{filename[1:-1]}, line {first + 1} (`{text[:40]}{'...' if len(text) > 40 else ''}`)"
+
 
 def _dtype(text):
     allowed = {"|b1", "|i1", "|u1", "<i2", "<i4", "<i8", "<u2", "<u4", "<u8", "<f2", "<f4", "<f8"}
@@ -248,6 +325,8 @@ class Opaque:
 def _copy_back(mine, theirs) -> None:
     """Make the grader's arguments what the child's became: tensors changed in place, lists reordered."""
     if isinstance(mine, torch.Tensor):
+        if mine.device.type == "meta" or (isinstance(theirs, torch.Tensor) and theirs.device.type == "meta"):
+            return  # no values to compare
         if isinstance(theirs, torch.Tensor) and theirs.shape == mine.shape and not torch.equal(theirs, mine):
             mine.copy_(theirs.to(mine.dtype))
     elif type(mine) in (list, tuple) and type(theirs) in (list, tuple):

@@ -9,7 +9,8 @@ user's site-packages), stdout and stderr thrown away, and two pipes as its only 
 grader. It imports nothing from minimal_ofn: the package's reference functions are not
 even importable in it. It then waits for requests:
 
-    ("load", source)              compile the learner's extracted cells into a fresh namespace
+    ("load", filename, code)      run one kept statement of the learner's cells (filename "<cell 7>", the
+                                  code padded so that line numbers are those of the cell) in the namespace
     ("call", name, args, kwargs, want_grad)
                                   call one learner function and send back its result, the
                                   tensors it was given (to see in-place changes) and, with
@@ -22,8 +23,8 @@ with torch.save and read by the parent with torch.load(weights_only=True): tenso
 strings and containers only, never an object that runs code when it is read. The parent
 compares the values with the reference; nothing the child says is a score.
 
-This is a second line of defence, not a jail: the grader also refuses, before anything runs,
-source that imports outside an allow-list or reaches for interpreter internals (source.py).
+The restricted builtins and the import allow-list here, and the code filter of source.py, are a
+first line only: the boundary is the operating system's (isolation.py), where it offers one.
 """
 
 import io
@@ -94,6 +95,8 @@ def encode(value, depth=0):
         return {"__kind__": "object", "type": "deeply nested value"}
     if isinstance(value, torch.Tensor):
         return {"__kind__": "tensor", "value": torch.Tensor.detach(value).clone().as_subclass(torch.Tensor)}
+    if isinstance(value, torch.Generator) and any(value is g for g in _GENERATORS):  # one the parent sent
+        return {"__kind__": "generator", "index": next(k for k, g in enumerate(_GENERATORS) if g is value)}
     if isinstance(value, bool) or value is None or type(value) in DATA:
         return value
     if isinstance(value, Handle):
@@ -128,7 +131,7 @@ def dumps_safe(obj) -> bytes:
 _CHILD = None
 ALLOWED_IMPORTS = ("torch", "numpy", "math", "pathlib", "csv", "json", "collections", "itertools", "functools",
                    "dataclasses", "statistics", "typing", "copy", "re", "glob", "random", "heapq",
-                   "bisect", "fractions", "decimal", "numbers", "enum", "abc")
+                   "bisect", "fractions", "decimal", "numbers", "enum", "abc", "scipy")
 BLOCKED_BUILTINS = ("open", "exec", "eval", "compile", "input", "breakpoint", "globals", "locals", "vars",
                     "getattr", "setattr", "delattr", "exit", "quit", "help", "memoryview", "__loader__", "__spec__")
 
@@ -169,62 +172,75 @@ class Child:
                 message = pickle.loads(receive(self.fd_in))
             except EOFError:
                 return
-            if message[0] == "load":
-                reply = self.load(message[1])
+            if message[0] == "ping":  # torch is imported: ready
+                reply = ("ok", None)
+            elif message[0] == "load":
+                reply = self.load(message[1], message[2])
             elif message[0] == "call":
                 reply = self.call(*message[1:])
             else:
                 reply = ("error", ("ValueError", f"unknown request {message[0]!r}", ""))
             send(self.fd_out, dumps_safe(reply))
 
-    def load(self, source):
+    def load(self, filename, code):
+        """Run one kept statement (a def, an import, a constant) of the learner's cells in the shared namespace."""
         import builtins
 
-        safe = {k: v for k, v in vars(builtins).items() if k not in BLOCKED_BUILTINS}
-        real_import = builtins.__import__
+        if self.namespace is None:
+            safe = {k: v for k, v in vars(builtins).items() if k not in BLOCKED_BUILTINS}
+            real_import = builtins.__import__
 
-        def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-            if level or name.split(".")[0] not in ALLOWED_IMPORTS:
-                raise ImportError(f"import {name} is not allowed when grading")
-            return real_import(name, globals, locals, fromlist, level)
+            def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+                if level or name.split(".")[0] not in ALLOWED_IMPORTS:
+                    raise ImportError(f"import {name} is not allowed when grading")
+                return real_import(name, globals, locals, fromlist, level)
 
-        safe["__import__"] = guarded_import
-        self.namespace = {"__builtins__": safe, "__name__": "learner", "load_metrics": load_metrics}
+            safe["__import__"] = guarded_import
+            self.namespace = {"__builtins__": safe, "__name__": "learner", "load_metrics": load_metrics}
         try:
-            exec(compile(source, "<your notebook>", "exec"), self.namespace)
+            exec(compile(code, filename, "exec"), self.namespace)
         except BaseException as err:  # noqa: BLE001 - anything the cells raise is the learner's
             return ("error", _describe(err))
         return ("ok", None)
 
     def call(self, name, args, kwargs, want_grad):
+        """want_grad: False, True (d sum(out) / d inputs) or the gradient of the output (a vector-Jacobian product)."""
         import torch
 
         fn = self.namespace.get(name) if self.namespace else None
         if not callable(fn):
             return ("error", ("NameError", f"{name} is not defined", ""))
+        del _ITERATED[:], _GENERATORS[:]
         args, kwargs = _decode(args), _decode(kwargs)
-        tensors = _leaves((args, kwargs), torch.Tensor)
+        iterated = list(_ITERATED)
+        tensors = _leaves((args, kwargs, iterated), torch.Tensor)
         try:
             with torch.enable_grad():
                 out = fn(*args, **kwargs)
                 grads = None
-                if want_grad:
+                if want_grad is not False:
                     wrt = [t for t in tensors if t.requires_grad]
-                    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                    if not isinstance(out, torch.Tensor) or not out.requires_grad or not wrt:
                         grads = [None] * len(wrt)
-                    else:
+                    elif want_grad is True:
                         grads = list(torch.autograd.grad(out.sum(), wrt, allow_unused=True))
+                    else:
+                        grads = list(torch.autograd.grad(out, wrt, grad_outputs=want_grad, allow_unused=True))
         except BaseException as err:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are the learner's too
             return ("error", _describe(err))
-        generators = [g.get_state() for g in _leaves((args, kwargs), torch.Generator)]
-        return ("ok", (encode(out), encode((args, kwargs)), None if grads is None else encode(grads), generators))
+        generators = [g.get_state() for g in _GENERATORS]
+        return ("ok", (encode(out), encode((args, kwargs)), None if grads is None else encode(grads), generators,
+                       encode(iterated)))
 
 
 def _describe(err):
     import traceback
 
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == "<your notebook>"]
-    where = f"line {frames[-1].lineno} of your code" if frames else ""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith("<cell ")]
+    if isinstance(err, SyntaxError) and str(getattr(err, "filename", "")).startswith("<cell "):
+        where = f"{err.filename[1:-1]}, line {err.lineno}"
+    else:
+        where = f"{frames[-1].filename[1:-1]}, line {frames[-1].lineno}" if frames else ""
     return (type(err).__name__, " ".join(str(err).split())[:300], where)
 
 
@@ -268,7 +284,12 @@ def _decode(tree):
     if type(tree) is dict and "__generator__" in tree:
         g = torch.Generator(device=tree["device"])
         g.set_state(tree["__generator__"])
+        _GENERATORS.append(g)
         return g
+    if type(tree) is dict and "__iterator__" in tree:  # the package passes net.parameters(): a generator
+        items = [_decode(v) for v in tree["__iterator__"]]
+        _ITERATED.append(items)
+        return (x for x in items)
     if type(tree) is dict and "__dataclass__" in tree:
         return _dataclass(tree["__dataclass__"], tuple(tree["fields"]))(**_decode(tree["fields"]))
     if type(tree) in (list, tuple):
@@ -279,6 +300,8 @@ def _decode(tree):
 
 
 _DATACLASSES = {}
+_GENERATORS = []  # the generators of the current call's arguments, in the order the parent sent them
+_ITERATED = []  # the items of the generators of one call's arguments, to send back
 
 
 def _dataclass(name, fields):

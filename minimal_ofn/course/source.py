@@ -44,15 +44,21 @@ class Extracted:
     """The kept source, what each graded name is, and notes on what was left out."""
 
     def __init__(self):
-        self.statements = []  # (cell index, ast node)
+        self.statements = []  # (cell index, ast node, its code padded to its line in the cell)
         self.defined = {}  # name -> cell index of its last def
         self.imported_from_package = {}  # name -> "from minimal_ofn.x import name"
         self.problems = []  # one line each: cells that do not parse, disallowed code
         self.refused = {}  # name -> why the function cannot be graded
 
     @property
+    def units(self) -> list[tuple[str, str]]:
+        """(filename, code) per kept statement: filename "<cell K>" (K counts the notebook's cells from 1), code
+        padded with blank lines so that an error's line number is the line of the learner's cell."""
+        return [(f"<cell {k + 1}>", code) for k, _, code in self.statements]
+
+    @property
     def source(self) -> str:
-        return "\n\n".join(ast.unparse(node) for _, node in self.statements) + "\n"
+        return "\n\n".join(ast.unparse(node) for _, node, _ in self.statements) + "\n"
 
 
 def extract(nb, graded_names) -> Extracted:
@@ -62,17 +68,24 @@ def extract(nb, graded_names) -> Extracted:
         if cell.get("cell_type") != "code":
             continue
         text = cell.get("source", "")
-        text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(("%", "!")))
+        # magics and shell lines become blank lines: the line numbers stay those of the cell
+        text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in text.split("\n"))
         try:
             tree = ast.parse(text)
         except SyntaxError as err:
-            out.problems.append(f"cell {k} does not parse ({err.msg}, line {err.lineno}): its definitions are not graded")
+            out.problems.append(f"cell {k + 1} does not parse ({err.msg}, line {err.lineno}): its definitions are "
+                                "not graded")
             continue
+        lines = text.split("\n")
         for node in tree.body:
-            _keep(out, k, node)
-    for _, node in out.statements:  # in cell order: the last definition of a name decides
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            code = "\n" * (first - 1) + "\n".join(lines[first - 1: node.end_lineno]) + "\n"
+            _keep(out, k, node, code)
+    for k, node, _ in out.statements:  # in cell order: the last definition of a name decides
         name = getattr(node, "name", None)
         why = _forbidden(node)
+        if why:
+            why += f" (cell {k + 1}, line {node.lineno})"
         if name:
             if why:
                 out.refused[name] = why
@@ -80,7 +93,7 @@ def extract(nb, graded_names) -> Extracted:
                 out.refused.pop(name, None)
         elif why:
             out.problems.append(why)
-    out.statements = [(k, n) for k, n in out.statements if not _forbidden(n)]
+    out.statements = [(k, n, c) for k, n, c in out.statements if not _forbidden(n)]
     for name in graded_names:
         if name in out.imported_from_package:
             out.refused[name] = (f"`{name}` is imported from the package ({out.imported_from_package[name]}), "
@@ -90,7 +103,7 @@ def extract(nb, graded_names) -> Extracted:
     return out
 
 
-def _keep(out: Extracted, k: int, node) -> None:
+def _keep(out: Extracted, k: int, node, code: str) -> None:
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         module = node.module if isinstance(node, ast.ImportFrom) else None
         names = [a.name for a in node.names]
@@ -107,15 +120,15 @@ def _keep(out: Extracted, k: int, node) -> None:
                 return
         elif not all(_allowed_module(n) for n in names):
             return
-        out.statements.append((k, node))
+        out.statements.append((k, node, code))
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        out.statements.append((k, node))
+        out.statements.append((k, node, code))
         out.defined[node.name] = k
         out.imported_from_package.pop(node.name, None)
     elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and _is_constant(node.value):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         if all(isinstance(t, ast.Name) for t in targets):
-            out.statements.append((k, node))
+            out.statements.append((k, node, code))
 
 
 def _forbidden(node) -> str | None:

@@ -2,7 +2,7 @@
 
 import torch
 
-from . import check, gen
+from . import assert_same_run, check, gen, reference_rows, tolerance, train_rows
 
 N, B = 3, 4  # three agents, so the twin axis (size 2) cannot be confused with the agent axis
 
@@ -112,6 +112,39 @@ def target_matches_the_reference_per_agent(soft_q_target):
         "with alpha and gamma given as plain floats the target is wrong")
 
 
+@check("soft_q_target")
+def target_matches_the_reference_on_fresh_edge_cases(soft_q_target):
+    """fresh inputs each grading: zeros, tiny and huge values, tied twins, all or no terminals, float64"""
+    g = gen(11)
+    for case in range(6):
+        n, b = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(1, 9, (1,), generator=g))
+        dtype = torch.float64 if case == 5 else torch.float32
+        scale = (1.0, 1e-6, 1e4, 0.0, 1.0, 1.0)[case]
+        reward = scale * torch.randn(n, b, generator=g, dtype=dtype)
+        next_q = scale * torch.randn(n, 2, b, generator=g, dtype=dtype)
+        if case == 4:
+            next_q[:, 1] = next_q[:, 0]  # tied twins
+        terminated = (torch.rand(n, b, generator=g) < (0.0, 0.5, 0.5, 1.0, 0.5, 0.3)[case]).to(dtype)
+        log_prob = torch.randn(n, b, generator=g, dtype=dtype) * (10.0 if case == 2 else 1.0)
+        alpha = torch.rand(n, 1, generator=g, dtype=dtype) * (case != 3)
+        gamma = torch.rand(n, 1, generator=g, dtype=dtype)
+        want = _target(reward, terminated, next_q, log_prob, alpha, gamma)
+        y = soft_q_target(reward, terminated, next_q, log_prob, alpha, gamma)
+        assert isinstance(y, torch.Tensor) and y.shape == want.shape, (
+            f"with N = {n} agents and B = {b} samples the target should be [N, B] = {list(want.shape)}, got "
+            f"{list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        assert torch.allclose(y.to(dtype), want, **tolerance(dtype)) and y.dtype == dtype, (
+            f"on fresh inputs (case {case}: {('ordinary', 'tiny', 'huge', 'zeros, all terminal', 'tied twins', 'float64')[case]}"
+            f" values, seed of this grading) the target differs from r + gamma (1 - d) (min_j Q_j - alpha log pi)"
+            f"{' or changes the dtype' if y.dtype != dtype else ''}")
+
+
+@check("soft_q_target", 2)
+def target_inside_training(soft_q_target):
+    """a few updates of the real train() with your soft_q_target match the same run with the package's"""
+    assert_same_run(train_rows({"soft_q_target": soft_q_target}), reference_rows(), "soft_q_target")
+
+
 def _lists(k=3):
     g = gen(k)
     shapes = [(N, 4, 3), (N, 3), (N, 2, 2, 2)]
@@ -168,17 +201,33 @@ def polyak_updates_every_tensor_with_each_agents_tau(polyak_update):
 
 @check("polyak_update")
 def polyak_works_on_network_parameters(polyak_update):
-    """works on the .parameters() of two networks (tensors that require grad)"""
+    """works on net.parameters() (generators of tensors that require grad, as the package passes them), fresh tau"""
     g = gen(5)
-    target = [torch.randn(N, 3, 2, generator=g).requires_grad_(True), torch.randn(N, 1, 2, generator=g).requires_grad_(True)]
-    online = [torch.randn(N, 3, 2, generator=g).requires_grad_(True), torch.randn(N, 1, 2, generator=g).requires_grad_(True)]
-    expected = [0.9 * t.detach() + 0.1 * p.detach() for t, p in zip(target, online)]
+    n = int(torch.randint(1, 6, (1,), generator=g))
+    shapes = [(n, 3, 2), (n, 1, 2), (n, 2, 5, 4)]
+    target = [torch.randn(s, generator=g).requires_grad_(True) for s in shapes]
+    online = [torch.randn(s, generator=g).requires_grad_(True) for s in shapes]
+    tau = torch.rand(n, generator=g)
+    tau[0] = 0.005
+    w = [tau.view(-1, *([1] * (len(s) - 1))) for s in shapes]
+    expected = [(1 - wk) * t.detach() + wk * p.detach() for t, p, wk in zip(target, online, w)]
     try:
-        polyak_update(target, online, _tau(0.1))
+        polyak_update((t for t in target), (p for p in online), tau)
     except RuntimeError as err:
         if "in-place" in str(err) or "inplace" in str(err) or "requires grad" in str(err):
             raise AssertionError("changing a parameter that requires grad in place needs autograd switched off: "
                                  "the target update is not something to differentiate") from None
         raise
+    except TypeError as err:
+        raise AssertionError(f"the package passes net.parameters(), a generator, not a list ({err}): loop over the "
+                             "pairs with zip, without len() or indexing") from None
     for t, e in zip(target, expected):
-        assert torch.allclose(t.detach(), e, atol=1e-6), "the target network's parameters did not move by tau"
+        assert torch.allclose(t.detach(), e, rtol=1e-5, atol=1e-6), (
+            "the target network's parameters did not move by each agent's tau (given as net.parameters() "
+            "generators, tau [N] fresh each grading)")
+
+
+@check("polyak_update", 2)
+def polyak_inside_training(polyak_update):
+    """a few updates of the real train() with your polyak_update match the same run with the package's"""
+    assert_same_run(train_rows({"polyak_update": polyak_update}), reference_rows(), "polyak_update")

@@ -4,7 +4,7 @@ import dataclasses
 
 import torch
 
-from . import check, gen
+from . import assert_same_run, check, gen, reference_rows, tolerance, train_rows
 
 
 def _adam(p, g, m, v, t, lr, beta1, beta2, eps=1e-8):
@@ -103,10 +103,50 @@ def adam_survives_exact_zero_gradients(adam_step):
     assert torch.allclose(new_p, expected, rtol=1e-4, atol=1e-7), "the other weights should take a normal Adam step"
 
 
+@check("adam_step")
+def adam_over_many_steps_on_fresh_tiny_and_huge_gradients(adam_step):
+    """fresh each grading: gradients between 0 and 1e-4 (where eps matters), huge ones, zeros, ties; steps chained"""
+    g = gen(7)
+    for case, scale in enumerate((1e-5, 1e4, 1.0)):
+        n, d = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(1, 7, (1,), generator=g))
+        p, m, v = torch.randn(n, 2, d, generator=g), torch.zeros(n, 2, d), torch.zeros(n, 2, d)
+        lr = 10 ** (-4 * torch.rand(n, 1, 1, generator=g) - 1)
+        beta1 = torch.rand(n, 1, 1, generator=g) * 0.99
+        beta2 = 0.9 + 0.0999 * torch.rand(n, 1, 1, generator=g)
+        ref = (p.clone(), m.clone(), v.clone())
+        for t in range(1, 5):
+            grad = scale * torch.rand(n, 2, d, generator=g)
+            grad[..., 0] = 0.0 if t % 2 else grad[..., -1]  # zeros, then a tie
+            tt = torch.full((n, 1, 1), float(t))
+            ref = _adam(ref[0], grad, ref[1], ref[2], tt, lr, beta1, beta2)
+            out = adam_step(p, grad, m, v, tt, lr, beta1, beta2, 1e-8)
+            assert isinstance(out, tuple) and len(out) == 3, "adam_step should return (param, m, v)"
+            p, m, v = out
+            for name, got, want in zip(("param", "m", "v"), out, ref):
+                assert isinstance(got, torch.Tensor) and got.shape == want.shape, (
+                    f"the returned {name} should keep the parameter's shape {list(want.shape)}")
+                tol = tolerance(torch.float32)
+                assert torch.allclose(got, want, rtol=1e-4, atol=tol["atol"] * scale ** (2 if name == "v" else 1)
+                                      if name != "param" else 1e-6), (
+                    f"at step {t} with gradients of size ~{scale:g} (fresh, per-agent lr and betas, steps chained "
+                    f"on your own outputs) the returned {name} is wrong"
+                    + (": with gradients below ~1e-4 eps matters: add it after the square root of v-hat"
+                       if scale < 1 and name == "param" else ""))
+
+
+@check("adam_step", 2)
+def adam_inside_training(adam_step):
+    """a few updates of the real train() with your adam_step match the same run with the package's"""
+    assert_same_run(train_rows({"adam_step": adam_step}), reference_rows(), "adam_step")
+
+
 def _config():
     from minimal_ofn.config import Config
 
-    return Config(utd=32, critic_beta1=0.9, actor_beta1=0.9, beta2=0.999, critic_lr=1e-3)
+    g = gen(8)
+    b1, b1a, b2 = (0.5 + 0.49 * torch.rand(3, generator=g)).tolist()
+    return Config(utd=int(torch.randint(1, 64, (1,), generator=g)), critic_beta1=round(b1, 4), actor_beta1=round(b1a, 4),
+                  beta2=round(0.99 + b2 / 100, 5), critic_lr=float(10 ** -torch.randint(2, 5, (1,), generator=g)))
 
 
 @check("without_momentum")
@@ -130,5 +170,22 @@ def without_momentum_changes_nothing_else(without_momentum):
     assert dataclasses.asdict(cfg) == before, (
         "the config you were given changed: return a changed copy (Config.replace) and keep the original, "
         "which the baseline run still uses")
+    assert dataclasses.is_dataclass(out), f"without_momentum should return a Config, got {type(out).__name__}"
     changed = {k for k, v in dataclasses.asdict(out).items() if before[k] != v} - {"critic_beta1", "actor_beta1"}
     assert not changed, f"only the two beta1 fields should change, but so did: {', '.join(sorted(changed))}"
+    assert out.critic_beta1 == 0 and out.actor_beta1 == 0, "both beta1 fields should become 0"
+
+
+@check("without_momentum")
+def without_momentum_inside_training(without_momentum):
+    """train() on your config matches the package's run with both beta1 = 0"""
+    cfg = tiny_config_for_momentum()
+    out = without_momentum(cfg)
+    assert dataclasses.is_dataclass(out), f"without_momentum should return a Config, got {type(out).__name__}"
+    assert_same_run(train_rows(config=out), reference_rows(critic_beta1=0.0, actor_beta1=0.0), "without_momentum")
+
+
+def tiny_config_for_momentum():
+    from . import tiny_config
+
+    return tiny_config()

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from . import check, gen, grad_of
+from . import assert_same_run, check, gen, grad_of, reference_rows, tolerance, train_rows
 
 
 def _features(seed=0, shape=(2, 2, 6, 5)):
@@ -61,6 +61,8 @@ def ofn_survives_all_zero_features(ofn):
     assert torch.isfinite(out).all(), ("an all-zero feature vector gave NaN or inf: guard the division with a "
                                        "small eps (the function has an eps argument)")
     assert torch.allclose(out[0, 0, 3], torch.zeros(x.shape[-1])), "an all-zero feature vector should stay zero"
+    assert torch.allclose(out, F.normalize(x, dim=-1, eps=1e-12), atol=1e-5), (
+        "the other samples (features not all zero) should come out as phi / ||phi||")
 
 
 @check("ofn")
@@ -87,6 +89,37 @@ def ofn_gradients_stay_finite_on_all_zero_features(ofn):
         "the gradient through an all-zero feature vector is NaN or inf: the forward pass is guarded, but the "
         "backward pass of sqrt at 0 is not; take the norm with torch's norm (or torch.linalg.vector_norm) and "
         "clamp it, so that no 1 / sqrt(0) is ever formed")
+    x_ref = x.detach().clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad(F.normalize(x_ref, dim=-1, eps=1e-12).sum(), x_ref)
+    live = x.detach().norm(dim=-1) > 0
+    assert torch.allclose(grad[live], ref[live], rtol=1e-4, atol=1e-5), (
+        "where the features are not all zero, the gradient should be that of phi / ||phi||")
+
+
+@check("ofn")
+def ofn_on_fresh_features_the_way_the_critic_calls_it(ofn):
+    """fresh each grading: [N, 2, B, d] features of tiny, huge and tied values, float64; the meta device"""
+    g = gen(7)
+    n, b, d = (int(torch.randint(1, k, (1,), generator=g)) for k in (4, 9, 17))
+    for dtype, scale in ((torch.float32, 1e-5), (torch.float32, 1e8), (torch.float64, 1.0)):
+        x = torch.rand(n, 2, b, d, generator=g, dtype=dtype) * scale
+        x[..., -1] = x[..., 0]  # ties
+        out = _ofn_out(ofn, x)
+        want = F.normalize(x, dim=-1, eps=1e-12)
+        assert out.dtype == dtype and torch.allclose(out, want, **tolerance(dtype)), (
+            f"on fresh features of size ~{scale:g} ({str(dtype)[6:]}) the output is not phi / ||phi|| (keep the "
+            "dtype, and an eps small enough, like the default 1e-12, not to change a tiny feature vector)")
+    meta = ofn(torch.empty(n, 2, b, d, device="meta"))
+    assert isinstance(meta, torch.Tensor) and meta.device.type == "meta" and meta.shape == (n, 2, b, d), (
+        "ofn should work on the device of its input (here the 'meta' device): do not create tensors on the CPU "
+        "inside it (torch.tensor(eps) without device=...); clamp_min(eps) works anywhere")
+
+
+@check("ofn", 2)
+def ofn_inside_training(ofn):
+    """a few updates of train() with OFN on the critic and your ofn match the package's run"""
+    on = {"ofn": True}
+    assert_same_run(train_rows({"ofn": ofn}, **on), reference_rows(**on), "ofn")
 
 
 def _matrix(singular_values, rows=8, seed=0):
@@ -155,3 +188,35 @@ def srank_is_batched_over_leading_axes(srank):
     assert out.shape == (3,), (f"features [3, 10, 4] should give 3 values, one per matrix, got shape "
                                f"{list(out.shape)}: torch.linalg.svdvals works on batches of matrices")
     assert out.double().tolist() == [1.0, 2.0, 4.0], f"expected [1, 2, 4], got {out.tolist()}"
+
+
+@check("srank")
+def srank_on_fresh_spectra(srank):
+    """fresh each grading: batches [N, B, d] of known singular values (ties, one dominant, a zero matrix), any delta"""
+    g = gen(8)
+    n, d = int(torch.randint(2, 5, (1,), generator=g)), int(torch.randint(3, 9, (1,), generator=g))
+    spectra = []
+    for k in range(n):
+        s = torch.rand(d, generator=g).double() * 10 ** float(torch.randint(-3, 3, (1,), generator=g))
+        s = s.sort(descending=True).values
+        if k == 0:
+            s[1:] = s[1]  # ties among some values
+        spectra.append(s)
+    delta = float(torch.rand(1, generator=g)) * 0.3 + 0.005
+    phi = torch.stack([_matrix(sv.tolist(), rows=d + 3, seed=20 + k) for k, sv in enumerate(spectra)]).float()
+    sigma = torch.linalg.svdvals(phi.double())
+    share = sigma.cumsum(-1) / sigma.sum(-1, keepdim=True)
+    margin = (share - (1 - delta)).abs().min()
+    want = ((share < 1 - delta).sum(-1) + 1).double()
+    out = srank(phi, delta)
+    assert isinstance(out, torch.Tensor) and out.shape == (n,), f"features [{n}, {d + 3}, {d}] should give {n} values"
+    if margin > 1e-4:  # a share within float32 rounding of the threshold may go either way
+        assert out.double().tolist() == want.tolist(), (
+            f"on fresh spectra with delta = {delta:.3f} srank should be {want.int().tolist()}, got {out.tolist()}")
+
+
+@check("srank", 2)
+def srank_inside_training(srank):
+    """the srank diagnostics of a few updates of train() with your function match the package's"""
+    assert_same_run(train_rows({"srank": srank}), reference_rows(), "srank", metrics=("srank", "srank_centered"),
+                    rtol=0, atol=0)

@@ -1,6 +1,8 @@
 """Exercise 06, priming and resets: the priming loop and the reset schedule."""
 
-from . import check
+import random
+
+from . import assert_same_run, check, current_seed, reference_rows, train_rows
 
 
 class _Buffer:
@@ -38,6 +40,26 @@ def prime_samples_a_fresh_batch_for_every_update(prime):
         "sample with the batch size and the generators you were given: buffer.sample(batch_size, generators)")
 
 
+@check("prime")
+def prime_on_fresh_counts(prime):
+    """fresh each grading: any number of updates (0 included; a negative count runs none), any batch size"""
+    rng = random.Random(current_seed() * 31 + 5)
+    for n in (rng.randint(2, 40), 0, -rng.randint(1, 5)):
+        buffer, seen, generators = _Buffer(), [], [f"g{k}" for k in range(rng.randint(1, 4))]
+        size = rng.randint(1, 512)
+        prime(buffer, seen.append, n, size, generators)
+        assert [b.get("batch") if isinstance(b, dict) else b for b in seen] == list(range(max(n, 0))), (
+            f"prime(..., updates={n}) should run {max(n, 0)} updates, each on a new batch")
+        assert all(c == (size, generators) for c in buffer.calls), "sample with the batch size and generators given"
+
+
+@check("prime", 2)
+def prime_inside_training(prime):
+    """a few updates of train() with priming and your prime match the package's run"""
+    priming = {"priming_updates": 6}
+    assert_same_run(train_rows({"prime": prime}, **priming), reference_rows(**priming), "prime")
+
+
 @check("reset_due")
 def reset_every_k_updates(reset_due):
     """with reset_every = 25, updates 25, 50, 75, 100 (and no others) are reset points"""
@@ -52,5 +74,26 @@ def reset_every_k_updates(reset_due):
 
 @check("reset_due")
 def reset_never_when_switched_off(reset_due):
-    """reset_every = 0 means never (and no division by zero)"""
-    assert not any(reset_due(0, u) for u in range(1, 50)), "reset_every = 0 switches resets off: never reset"
+    """reset_every = 0 means never (and no division by zero), while a positive reset_every still resets"""
+    assert not any(reset_due(0, u) for u in range(0, 50)), "reset_every = 0 switches resets off: never reset"
+    assert [u for u in range(1, 31) if reset_due(10, u)] == [10, 20, 30], (
+        "with reset_every = 10 the resets fall on updates 10, 20, 30")
+
+
+@check("reset_due")
+def reset_on_fresh_schedules(reset_due):
+    """fresh each grading: any reset_every (1, large, 0) and update counts from 0 on (as the loop passes them)"""
+    rng = random.Random(current_seed() * 31 + 6)
+    for every in (1, rng.randint(2, 9), rng.randint(100, 5000), 0):
+        start = rng.randint(0, 3 * max(every, 1))
+        counts = list(range(start, start + 40)) + [0, every * rng.randint(1, 50)]
+        want = [u for u in counts if every > 0 and u > 0 and u % every == 0]
+        got = [u for u in counts if reset_due(every, u)]
+        assert got == want, f"reset_every = {every}: updates {want[:6]} are reset points among those tried, you said {got[:6]}"
+
+
+@check("reset_due", 2)
+def reset_inside_training(reset_due):
+    """a few updates of train() with resets and your reset_due match the package's run"""
+    resets = {"reset_every": 5}
+    assert_same_run(train_rows({"reset_due": reset_due}, **resets), reference_rows(**resets), "reset_due")

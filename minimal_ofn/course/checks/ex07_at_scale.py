@@ -3,10 +3,11 @@
 import csv
 import math
 import random
-import tempfile
 from pathlib import Path
 
-from . import check, current_seed as SEED
+import numpy as np
+
+from . import check, current_seed as SEED, scratch_dir
 
 
 def _trim_mean(scores):
@@ -30,7 +31,7 @@ def iqm_averages_the_middle_half(iqm):
     """eight scores: the mean of the middle four after sorting"""
     scores = [21.0, 0.0, 100.0, 3.0, 2.0, 20.0, 1.0, 4.0]  # sorted: 0 1 | 2 3 4 20 | 21 100
     got = _iqm(iqm, scores)
-    if math.isclose(got, 7.25):
+    if math.isclose(got, 7.25, rel_tol=1e-6):
         return
     if math.isclose(got, sum(scores) / 8):
         raise AssertionError("that is the plain mean: drop the lowest and the highest quarter of the scores first")
@@ -56,9 +57,65 @@ def iqm_of_any_number_of_scores(iqm):
         given = list(scores)
         got = _iqm(iqm, given)
         assert given == scores, "iqm reordered the list it was given (sorted it in place): sort a copy"
-        assert math.isclose(got, _trim_mean(scores), rel_tol=1e-9), (
+        assert math.isclose(got, _trim_mean(scores), rel_tol=1e-6, abs_tol=1e-9), (
             f"with {n} scores the IQM should drop int({n} / 4) = {int(n / 4)} from each end of the sorted scores; "
             f"expected {_trim_mean(scores):.4f}, got {got:.4f}")
+
+
+@check("iqm")
+def iqm_of_fresh_scores(iqm):
+    """fresh each grading: numpy arrays and lists, ties, negatives, one score, float32 (a float32 result is fine)"""
+    rng = np.random.default_rng(SEED() * 13 + 7)
+    for n in (1, 2, int(rng.integers(4, 9)), int(rng.integers(9, 40))):
+        scores = np.round(rng.normal(0, 100, n), 1)
+        if n > 3:
+            scores[: n // 2] = scores[0]  # ties among some, not all
+        for given in (scores.copy(), scores.tolist(), scores.astype(np.float32)):
+            want = _trim_mean(np.asarray(given, dtype=np.float64).tolist())
+            got = _iqm(iqm, given)
+            tol = 1e-5 if isinstance(given, np.ndarray) and given.dtype == np.float32 else 1e-7
+            assert math.isclose(got, want, rel_tol=tol, abs_tol=tol * max(1.0, abs(want))), (
+                f"the IQM of {n} fresh scores given as a {type(given).__name__}"
+                f"{' of ' + str(given.dtype) if isinstance(given, np.ndarray) else ''} should be {want:.6g}, got "
+                f"{got:.6g}")
+
+
+def _fresh_folder(root: Path) -> dict:
+    """A results folder of fresh variants and seeds, with a seed whose metrics.csv has no rows yet, a seed folder
+    without metrics.csv, and a non-run file; returns {variant: [last value per seed]} (empty runs left out)."""
+    rng = random.Random(SEED() * 17 + 3)
+    expected = {}
+    for v in range(rng.randint(1, 4)):
+        name = rng.choice(["baseline", "ofn", "reset", "l2", "dropout"]) + f"_{v}"
+        for seed in range(rng.randint(1, 5)):
+            folder = root / name / f"seed{seed}"
+            folder.mkdir(parents=True)
+            rows = rng.randint(0, 4) if seed else rng.randint(1, 4)
+            with open(folder / "metrics.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["step", "updates", "eval_return", "q_rollout"])
+                values = [round(rng.uniform(-50, 900), 3) for _ in range(rows)]  # not monotone
+                for k, value in enumerate(values):
+                    w.writerow([100 * (k + 1), 200 * k, value, -value])
+            if values:
+                expected.setdefault(name, []).append(values[-1])
+        (root / name / "seed_partial").mkdir()  # a run that has not written its metrics yet
+    (root / "notes.txt").write_text("not a run\n")
+    return expected
+
+
+@check("final_scores")
+def final_scores_of_a_fresh_folder(final_scores):
+    """fresh each grading: other variants and seed counts, a seed with no rows yet, a seed folder without metrics"""
+    with scratch_dir() as tmp:
+        expected = _fresh_folder(Path(tmp))
+        got = final_scores(tmp)
+        assert isinstance(got, dict), "final_scores should return a dict"
+        got = {k: sorted(float(x) for x in v) for k, v in got.items() if len(v)}
+        want = {k: sorted(v) for k, v in expected.items()}
+        assert got == want, (
+            f"on a fresh results folder expected {want}, got {got}: every seed folder with at least one row counts "
+            "(its last row), a run without rows or without metrics.csv is skipped")
 
 
 def _results_folder(root: Path) -> dict:
@@ -94,7 +151,7 @@ def _best(variant, root):
 @check("final_scores")
 def final_scores_reads_the_last_row_of_every_run(final_scores):
     """out/<variant>/seed<k>/metrics.csv -> {variant: [last eval_return of each seed]}"""
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir() as tmp:
         expected = _results_folder(Path(tmp))
         got = final_scores(tmp)
         assert isinstance(got, dict), f"final_scores should return a dict variant -> list of scores, got " \
@@ -115,7 +172,7 @@ def final_scores_reads_the_last_row_of_every_run(final_scores):
 @check("final_scores")
 def final_scores_reads_any_metric(final_scores):
     """the metric argument picks the column (here q_rollout)"""
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir() as tmp:
         expected = _results_folder(Path(tmp))
         got = final_scores(tmp, metric="q_rollout")
         for variant, want in expected.items():
