@@ -30,12 +30,14 @@ class _NotebookBar(tqdm_notebook):
         return data
 
     def static(self) -> dict:
-        """The bar as it stands, without the widget: a <progress> element and tqdm's line."""
-        total, text = self.total or max(self.n, 1), html.escape(str(self))
+        """The bar as it stands, without the widget: its description, a <progress> element, then tqdm's counts."""
+        total = self.total or max(self.n, 1)
+        counts = self.format_meter(**{**self.format_dict, "prefix": "", "bar_format": "{percentage:3.0f}% "
+                                      "{n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"})
         return {"text/plain": str(self),
                 "text/html": f'<div style="white-space: nowrap; font-family: monospace; font-size: 0.9em">'
-                             f'<progress value="{min(self.n, total)}" max="{total}" style="width: 12em; '
-                             f'vertical-align: middle"></progress> {text}</div>'}
+                             f'{html.escape(self.desc or "")} <progress value="{min(self.n, total)}" max="{total}" '
+                             f'style="width: 12em; vertical-align: middle"></progress> {html.escape(counts)}</div>'}
 
     def close(self):
         leave = self.leave and not self.disable

@@ -227,3 +227,11 @@ def test_subprocesses_run_this_checkout():
     code = "import minimal_ofn.cli, sys; print(minimal_ofn.cli.__file__)"
     where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
     assert where == cli_mod.__file__
+
+
+def test_experiment_plot_draws_a_single_train_run(tmp_path, capsys):
+    train_mod.main([*TINY, "--out", str(tmp_path / "run")])
+    experiment.main(["plot", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert (tmp_path / "run" / "figure.png").stat().st_size > 0 and "run " in (tmp_path / "run" / "table.txt").read_text()
+    assert f"wrote {tmp_path / 'run' / 'figure.png'}" in out
