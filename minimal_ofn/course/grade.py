@@ -10,11 +10,14 @@ For each notebook:
      (patches, IPython event hooks, files it writes, what it prints) never happen;
   2. a graded function that is missing, imported from the package, or uses what grading
      forbids (exec, open, __import__, the sys/os modules, ...) scores 0 for its part, saying why;
-  3. the kept definitions are compiled in a fresh child process (sandbox.py) that has torch
-     and numpy but not the package on its path; the checks (checks/) run here, in the grader's
-     process, and call the learner's functions in the child, which only sends back values
-     (read with torch.load(weights_only=True)). The comparisons, the points and the report
-     are made here. A call that hangs or kills its process fails that check only.
+  3. the kept definitions are loaded one statement at a time (named by cell and line) in a child
+     process (sandbox.py), inside bubblewrap where the OS allows it (isolation.py: no project,
+     solutions or package visible, own pid namespace, no network; elsewhere the report says the
+     grade is self-assessment only). The checks (checks/) run here, in the grader's process, and
+     call the learner's functions in the child, which only sends back values (read with
+     torch.load(weights_only=True)); an integration check runs a few updates of train() with
+     each function. The comparisons, the points and the report are made here. A call that
+     hangs or kills its process fails that check only.
 
 The random inputs of the checks are drawn from a seed chosen anew for each grading (--seed
 fixes it; the report records it).

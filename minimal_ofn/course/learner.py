@@ -9,6 +9,10 @@ sends back the result and the tensors it was given, so an in-place change shows 
 caller's tensors as it would in one process. Callbacks and other objects stay here: the child
 calls them through handles. A call that takes longer than its time limit, or a child that
 dies, is an exception in the check that made the call; the next call starts a fresh child.
+
+The child is started inside bubblewrap where the OS allows it (isolation.py). Its statements are
+loaded one by one, so one that raises or hangs at load costs only what uses it, and the report
+names it by the learner's cell and line.
 """
 
 import dataclasses
