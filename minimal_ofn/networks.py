@@ -132,12 +132,11 @@ class Critic(nn.Module):
             self.ln_shift = nn.Parameter(torch.zeros(n, 2, depth, 1, hidden))
         self.to(device)
         self._ofn, self._ln = Switch(self.ofn), Switch(self.layer_norm)
-        # dropout: which agents draw uniforms, the row of u each agent reads, and its p and 1 / (1 - p) (float32,
-        # as dropout_mask computes them), shaped to broadcast over [N, depth, 2, B, hidden]
+        # dropout: which agents draw uniforms, and each agent's p and 1 / (1 - p) (float32, as dropout_mask computes
+        # them), shaped to broadcast over [N, depth, 2, B, hidden]
         self.dropout_agents = [i for i, p in enumerate(self.dropout) if p > 0]
         dev = self.head.weight.device
-        self._dropout_row = torch.tensor([self.dropout_agents.index(i) if i in self.dropout_agents else 0
-                                          for i in range(n)], device=dev)
+        self._dropout_rows = torch.tensor(self.dropout_agents, dtype=torch.long, device=dev)
         self._dropout_p = torch.tensor(self.dropout, device=dev).view(-1, 1, 1, 1, 1)
         self._dropout_scale = torch.stack([torch.ones((), device=dev) / (1.0 - p) for p in self.dropout]).view(
             -1, 1, 1, 1, 1)
@@ -166,10 +165,15 @@ class Critic(nn.Module):
 
     def dropout_masks(self, u) -> list | None:
         """One mask per hidden layer, [N, 2, B, hidden] each, from dropout_uniforms' numbers (keep_mask); the
-        agents without dropout read some row of u with p = 0, which keeps every unit (scale 1)."""
+        agents without dropout get ones."""
         if u is None:
             return None
-        return list(keep_mask(u[self._dropout_row], self._dropout_p, self._dropout_scale).unbind(1))
+        if len(self.dropout_agents) == self.n:
+            return list(keep_mask(u, self._dropout_p, self._dropout_scale).unbind(1))
+        masks = torch.ones(self.n, *u.shape[1:], device=u.device)
+        masks[self._dropout_rows] = keep_mask(u, self._dropout_p[self._dropout_rows],
+                                              self._dropout_scale[self._dropout_rows])
+        return list(masks.unbind(1))
 
     def learner_dropout_masks(self, batch: int, generators, mask_fn) -> list | None:
         """The masks drawn by a learner's dropout_mask(p, shape, generator) (plug.py), per agent with p > 0."""

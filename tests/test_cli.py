@@ -212,7 +212,7 @@ def test_one_rule_decides_whether_a_run_folder_may_be_reused(tmp_path):
         with pytest.raises(train_mod.RunError, match="another config") as by_experiment:
             experiment.run_variants(other, {"baseline": {}}, seeds=(0,), out=tmp_path, progress=False)
         assert str(by_train.value) == str(by_experiment.value)
-    for same in (cfg.replace(log_every=10), cfg.replace(compile="default"), cfg.replace(checkpoint_every=7)):
+    for same in (cfg.replace(log_every=10), cfg.replace(compile="update"), cfg.replace(checkpoint_every=7)):
         assert train_mod.train(same, [folder], resume=True, progress=False)[0][-1]["step"] == 60
         assert experiment.run_variants(same, {"baseline": {}}, seeds=(0,), out=tmp_path, progress=False)
 
