@@ -90,7 +90,7 @@ def config_from_args(args, saved: Path | None = None, skip=()) -> Config:
 
     skip: attributes of args that are not Config flags (the same names as add_config_args' skip)."""
     if saved is not None and saved.exists():
-        base = Config(**json.loads(saved.read_text()))
+        base = Config.from_dict(json.loads(saved.read_text()))
     else:
         base = cfgmod.preset(args.preset) if getattr(args, "preset", None) else Config()
     changes = {k: v for k, v in vars(args).items()

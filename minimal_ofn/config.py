@@ -153,6 +153,26 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> "Config":
+        """A Config from a run's config.json. Fields the package has since removed are dropped while they hold the
+        value that changed nothing (REMOVED); any other field it does not know is a one-line error."""
+        saved = dict(saved)
+        for name, inert in REMOVED.items():
+            if name in saved and saved[name] in inert:
+                del saved[name]
+        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"this config.json sets {', '.join(unknown)}, which this version of minimal_ofn does not "
+                             "have (an older or newer run): use the version that wrote it")
+        if saved.get("compile") not in (None, *COMPILE_MODES):  # the forward-only modes of older versions
+            saved["compile"] = "off"
+        return cls(**saved)
+
+
+# Fields older versions wrote into config.json, with the values under which they changed nothing.
+REMOVED = {"actor_ofn": (False,)}
+
 
 @functools.cache
 def field_help(cls=None) -> dict:
@@ -228,7 +248,7 @@ VARIANTS = {
     "adamw": {"critic_weight_decay": 0.1},  # decoupled weight decay (AdamW) on the critic
     "ofn": {"ofn": True},
 }
-# The mixed stack the speed benchmark times (bench.py): five arms that touch every part of the update.
+# The mixed stack the speed benchmark times (minimal_ofn/bench): five arms that touch every part of the update.
 BENCH_MIX = ("baseline", "beta1=0", "dropout+ln", "adamw", "ofn")
 
 

@@ -67,7 +67,7 @@ def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, 
     if first <= last and run.compile == "update" and run not in _COMPILED:
         _COMPILED.add(run)
         if progress:
-            print(f"compiling the update of {run.n} agents (compiled.py): up to a minute or two the first time, "
+            print(f"compiling the update of {run.n} agents (sac.SAC.learn through torch.compile): up to a minute or two the first time, "
                   "seconds once Inductor's cache is warm ...", flush=True)
         start = time.time()
         going = update(first)

@@ -13,7 +13,7 @@ algorithm as sac.SAC.update, whose equations sac.py's docstring states:
 
 sac.py does it for N agents at once (a leading agent axis on every weight), with
 per-agent hyperparameters and the paper's switches. tests/test_bench.py holds the two
-equal; bench.py times them side by side.
+equal; minimal_ofn/bench times them side by side.
 """
 
 import copy

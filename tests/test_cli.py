@@ -192,7 +192,7 @@ def test_a_bad_value_no_flag_gave_says_where_it_came_from(tmp_path, capsys):
 
 
 def test_a_bad_flag_is_answered_before_torch_loads():
-    """The mechanism behind the speed (bench.py --cli times it): the flags are parsed before the heavy imports."""
+    """The mechanism behind the speed (bench --cli times it): the flags are parsed before the heavy imports."""
     for argv in (["-m", "minimal_ofn.train", "--no-such-flag"], ["-m", "minimal_ofn.train", "--help"],
                  ["-m", "minimal_ofn.experiment", "--no-such-flag"], ["-m", "minimal_ofn.experiment", "--help"]):
         done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True)

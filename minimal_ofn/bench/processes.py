@@ -159,3 +159,17 @@ def yardstick(cleanrl_script, cleanrl_python, pairs=1, compiled=True, long_steps
         torch.set_num_threads(before)
     return {"pairs": pairs, "long_steps": long_steps, "short_steps": short_steps, "rows": rows,
             "matmul_floor_ms": statistics.median(floors), "matmul_floors_ms": floors, "step_floor_ms": step_ms}
+
+
+# ---- how fast a command answers a bad flag (the flags are parsed before torch and the environments load)
+def cli_error_seconds(repeats=3) -> dict:
+    """Wall seconds until `python -m minimal_ofn.<command> --no-such-flag` has answered (median of whole processes)."""
+    seconds = {}
+    for command in ("train", "experiment"):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", f"minimal_ofn.{command}", "--no-such-flag"], capture_output=True)
+            times.append(time.perf_counter() - start)
+        seconds[command] = statistics.median(times)
+    return seconds

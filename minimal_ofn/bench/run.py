@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
+from .. import gpu_check
 from ..cli import Parser, RunError, cli
 from ..memory import keep_freed_memory
 from .floors import matmul_peak
 from .loops import END_TO_END_ROWS, LOOP_SECONDS, end_to_end, lockstep_loop
-from .processes import contention, yardstick
-from .report import format_contention, format_table, format_yardstick
+from .processes import cli_error_seconds, contention, yardstick
+from .report import format_cli_errors, format_contention, format_table, format_yardstick
 from .scaling import format_scaling, scaling
 from .timing import ACT_DIM, OBS_DIM, load_average
 from .updates import (COMPILED_ROWS, ROWS, judge, measure_compiled_row, measure_row, mixed_vs_homogeneous,
@@ -95,7 +96,13 @@ def main(argv=None):
                         help="python of CleanRL's own environment (gymnasium 0.29, mujoco < 3)")
     parser.add_argument("--pairs", type=int, default=1, help="--cleanrl / --contention: rounds of runs")
     parser.add_argument("--busy-only", action="store_true", help="--contention: skip the runs without a neighbour")
+    parser.add_argument("--cli", action="store_true", help="only: how long a command takes to answer a bad flag")
+    parser.add_argument("--gpu-check", action="store_true",
+                        help="only: the GPU check (python -m minimal_ofn.gpu_check: tests, compiled vs eager, timings, "
+                             "end-to-end stacks on CUDA; writes docs/gpu.md); without CUDA it says so in one line")
     args = parser.parse_args(argv)
+    if args.gpu_check:
+        sys.exit(gpu_check.main([]))
 
     def run():
         if args.threads is not None and args.threads < 1:
@@ -111,6 +118,9 @@ def main(argv=None):
             raise RunError("--device cuda, but torch sees no CUDA device")
         if args.cleanrl is not None and not Path(args.cleanrl).is_file():
             raise RunError(f"--cleanrl: no such file {args.cleanrl!r} (CleanRL's cleanrl/sac_continuous_action.py)")
+        if args.cli:
+            print(format_cli_errors(cli_error_seconds()))
+            return
         if args.scaling:
             device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
             if args.threads is not None:

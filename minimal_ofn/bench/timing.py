@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ..config import VARIANTS, preset
+from ..config import BENCH_MIX, VARIANTS, preset
 from ..sac import SAC
 
 
@@ -60,7 +60,7 @@ def load_average():
 
 
 # The stacks users run: the story's five variants side by side, and the tutorials' homogeneous stacks.
-STORY_MIX = ("baseline", "beta1=0", "dropout+ln", "adamw", "ofn")  # names in config.VARIANTS
+STORY_MIX = BENCH_MIX  # names in config.VARIANTS
 
 
 def stack_configs(preset_name, variants, device, **changes) -> list:

@@ -47,7 +47,7 @@ class Protocol:
     seed_steps: int = 1_000  # uniformly random transitions before learning (the fixed buffer of part 1)
     hidden: int = 64  # units per hidden layer (2 layers), actor and critic
     batch_size: int = 64  # transitions per update
-    # "update": each stack's whole update as one compiled graph (compiled.py), which pays on stacks this long;
+    # "update": each stack's whole update as one compiled graph (sac.SAC.learn through torch.compile), which pays on stacks this long;
     # "off": sac.py's readable eager update
     compile: str = "update"
 
