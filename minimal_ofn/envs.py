@@ -21,6 +21,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from .envpool import EnvPool
+
 DMC_PREFIX = "dmc:"
 SEEDED_MODEL_DOMAINS = {"lqr"}  # suite domains that generate their MuJoCo model from the seed: rebuilt at each seed
 EXAMPLES = "dmc:cheetah-run, dmc:walker-walk, dmc:dog-run, Pendulum-v1, HalfCheetah-v5"
@@ -177,8 +179,6 @@ def make_vec_env(env_id: str, seeds: list[int], action_repeat: int = 1, workers:
 def stack_envs(envs: list[gym.Env], workers: int = 0):
     """Step existing environments together, serially or in `workers` processes (envpool.py)."""
     if workers > 0:
-        from .envpool import EnvPool
-
         return EnvPool(envs, workers)
     return SyncVectorEnv([lambda e=e: e for e in envs], autoreset_mode=AutoresetMode.SAME_STEP)
 

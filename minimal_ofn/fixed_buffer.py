@@ -4,7 +4,7 @@
 
 No new data arrives, so nothing but the update rule moves Q: a critic whose |Q| passes the bound B
 (measures.py) on D diverged by its own doing. Every `log_every` updates each agent gets a metrics row
-(train.METRICS: Q on D's actions, on uniform actions, at the policy's actions, Adam's moments), and
+(runs.METRICS: Q on D's actions, on uniform actions, at the policy's actions, Adam's moments), and
 every `mc_every` updates also a Monte Carlo rollout of its current policy.
 
 The same loop is priming (priming.py: K updates on the first data, then training goes on), the
@@ -22,7 +22,7 @@ from .cli import RunError
 from .progress import bar
 from .resets import reset_critic_optimizers
 from .runs import atomic_write
-from .train import Lockstep
+from .lockstep import Lockstep
 
 _COMPILED = weakref.WeakSet()  # the stacks whose compiled update has run once in this process
 

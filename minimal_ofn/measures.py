@@ -17,7 +17,7 @@ has (H_pi, measured on the buffer: diagnostics.critic_diagnostics), and never a 
 It is a bound for the current policy's soft value (H_pi <= |A| log 2, so B_H <= B), and it does not grow when
 alpha grows because the entropy fell below target.
 
-Per-run measures (each maps one run's metric rows, train.METRICS, to one number; stats.py turns the
+Per-run measures (each maps one run's metric rows, runs.METRICS, to one number; stats.py turns the
 numbers of two arms' seeds into an effect with its interval and a verdict):
 
     log_peak_over_bound   log10(max_t |Q_t| / B_t)               above 0: divergence

@@ -1,4 +1,4 @@
-"""Figures in the style of the paper, from metric rows (see train.METRICS).
+"""Figures in the style of the paper, from metric rows (see runs.METRICS).
 
 `results` everywhere is {variant name: [rows of seed 0, rows of seed 1, ...]}, as
 experiment.run_variants returns it. A curve is the mean over seeds at each logged

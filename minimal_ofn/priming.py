@@ -23,7 +23,7 @@ def prime(buffer, update, updates, batch_size, generators):
 
 
 def go_on(run, steps: int, log_every: int, eval_every: int, progress: bool = True) -> list[list[dict]]:
-    """After priming, training as usual: a stack (train.Lockstep) steps its environments up to step `steps`, with
+    """After priming, training as usual: a stack (lockstep.Lockstep) steps its environments up to step `steps`, with
     its utd updates after each; each agent's metrics row every log_every steps (and at the last), an evaluation every
     eval_every. Returns each agent's rows."""
     rows = [[] for _ in range(run.n)]

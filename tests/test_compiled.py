@@ -166,7 +166,7 @@ def test_planned_updates_counts_what_the_training_loop_runs(seed):
 
 
 def test_compile_auto_compiles_the_long_cpu_runs_of_the_packages_own_functions_only():
-    from minimal_ofn.train import Lockstep
+    from minimal_ofn.lockstep import Lockstep
 
     long = Config(env="Pendulum-v1", steps=AUTO_COMPILE_UPDATES // 4 + 10, seed_steps=10, utd=4, batch_size=8, hidden=8)
     short = long.replace(steps=AUTO_COMPILE_UPDATES // 4 + 8)  # one lockstep step short of the threshold

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from minimal_ofn import demo, stats
-from minimal_ofn.train import METRICS
+from minimal_ofn.runs import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -328,7 +328,8 @@ def test_evaluation_episodes_stepped_together_equal_one_at_a_time():
 
 def test_a_run_prints_replay_bytes_and_refuses_a_buffer_past_memory_in_one_line(capsys):
     from minimal_ofn.config import Config
-    from minimal_ofn.train import Lockstep, RunError, train
+    from minimal_ofn.lockstep import Lockstep
+    from minimal_ofn.train import RunError, train
 
     tiny = dict(env="Pendulum-v1", steps=40, seed_steps=20, batch_size=8, hidden=8)
     Lockstep([Config(**tiny, replay_dtype="float16")], progress=True)

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from minimal_ofn import experiment as ex  # noqa: E402
 from minimal_ofn import plots, story  # noqa: E402
 from minimal_ofn.config import VARIANTS, Config  # noqa: E402
-from minimal_ofn.train import METRICS, RunError, train  # noqa: E402
+from minimal_ofn.runs import METRICS  # noqa: E402
+from minimal_ofn.train import RunError, train  # noqa: E402
 
 TINY = Config(env="Pendulum-v1", steps=60, seed_steps=30, utd=1, batch_size=16, hidden=16, log_every=10,
               eval_every=30, checkpoint_every=20)

@@ -283,7 +283,7 @@ def test_story_help_gives_every_setting_its_help_and_default(capsys):
 
 
 def test_fixed_buffer_logs_every_k_updates_and_compiles_outside_the_bar():
-    from minimal_ofn.train import Lockstep
+    from minimal_ofn.lockstep import Lockstep
 
     p = Protocol(dissect_env="Pendulum-v1", seeds=(0, 1), hidden=8, batch_size=8, seed_steps=40, compile="off")
     run = fixed_buffer.fill(Lockstep(story.dissect_configs(p, fixed=True)["adam"], progress=False))
@@ -299,7 +299,7 @@ def test_fixed_buffer_logs_every_k_updates_and_compiles_outside_the_bar():
 
 
 def test_the_critic_optimizer_reset_forgets_m_and_v_and_keeps_the_weights():
-    from minimal_ofn.train import Lockstep
+    from minimal_ofn.lockstep import Lockstep
 
     p = Protocol(dissect_env="Pendulum-v1", seeds=(0, 1), hidden=8, batch_size=8, seed_steps=40, compile="off")
     run = fixed_buffer.fill(Lockstep(story.dissect_configs(p, fixed=True)["adam"], progress=False))

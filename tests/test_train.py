@@ -11,6 +11,7 @@ import torch
 
 from minimal_ofn import train as train_mod
 from minimal_ofn.config import Config, preset
+from minimal_ofn.runs import METRICS
 from minimal_ofn.train import RunError, load_metrics, train
 
 TINY = dict(env="Pendulum-v1", steps=240, seed_steps=120, utd=2, batch_size=32, hidden=32,
@@ -219,7 +220,7 @@ def test_nonfinite_loss_stops_with_metrics_and_checkpoints(tmp_path, monkeypatch
 def test_metrics_file_has_every_column(tmp_path):
     train(_cfg(), [tmp_path / "r"], progress=False)
     header = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header == train_mod.METRICS
+    assert header == METRICS
     last = load_metrics(tmp_path / "r")[-1]
     for k in ("q_policy", "q_ood", "mc_return", "srank", "adam_m_max", "adam_v_mean", "grad_norm", "eval_return"):
         assert np.isfinite(last[k]), k

@@ -25,7 +25,7 @@ import nbformat
 import pytest
 
 from minimal_ofn import VARIANTS
-from minimal_ofn.train import METRICS
+from minimal_ofn.runs import METRICS
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(p.name for p in TUTORIALS.glob("*.ipynb"))

@@ -31,7 +31,7 @@ floor no update of these shapes beats), and its fixed cost, the same update with
 batch 8 and 2x8 networks (python, dispatch, autograd: paid whatever the sizes).
 Then the story's mixed stack against five baseline agents, tutorial size, eager
 update only, per agent-update: what the per-agent switches cost.
-Last, an end-to-end figure: env steps/s of the training loop (train.Lockstep).
+Last, an end-to-end figure: env steps/s of the training loop (lockstep.Lockstep).
 
 --compiled adds the compiled whole update (sac.py's, compiled) beside eager sac.py for
 one and five agents at paper and tutorial size and for the story's mixed stack

@@ -1,9 +1,9 @@
-"""Loop rows: the training loop (train.Lockstep) end to end, env steps and diagnostics included."""
+"""Loop rows: the training loop (lockstep.Lockstep) end to end, env steps and diagnostics included."""
 
 import time
 
 from ..config import preset
-from ..train import Lockstep
+from ..lockstep import Lockstep
 from .timing import STORY_MIX, seconds_per_call, stack_configs, sync
 
 
@@ -11,7 +11,7 @@ LOOP_SECONDS = 20.0  # time budget of the end-to-end loop
 
 
 def lockstep_loop(device, updates, seed_steps, max_seconds=20.0) -> dict:
-    """Env steps/s of train.Lockstep (tutorial size, 5 agents, UTD 32, dmc:cheetah-run), past the random phase.
+    """Env steps/s of lockstep.Lockstep (tutorial size, 5 agents, UTD 32, dmc:cheetah-run), past the random phase.
 
     Stops early once max_seconds have been spent in the timed part (a busy machine), and says so."""
     utd = 32
@@ -39,12 +39,12 @@ END_TO_END_ROWS = [("tutorial, 5 baseline seeds", ("baseline",) * 5), ("tutorial
 
 
 def end_to_end(variants, device, env_steps=10, utd=32) -> dict:
-    """Per agent-update ms of train.Lockstep at the tutorial preset, eager and compiled, split into update, env
+    """Per agent-update ms of lockstep.Lockstep at the tutorial preset, eager and compiled, split into update, env
     and diagnostics.
 
     Two identical runs (sac.py's update eager and compiled) go through the preset's random phase and one warm-up step
     (which compiles); then env_steps steps of env_step + learn are timed, alternating between the two runs step
-    by step so that a busy neighbour slows both alike. The diagnostics (train.Lockstep.metrics: critic
+    by step so that a busy neighbour slows both alike. The diagnostics (lockstep.Lockstep.metrics: critic
     diagnostics and Monte Carlo rollouts at every log, an evaluation episode at every eval) are timed once each
     and charged at the preset's log_every / eval_every intervals, as train.train calls them."""
     configs = stack_configs("tutorial", variants, device, utd=utd)

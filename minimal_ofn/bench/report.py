@@ -89,7 +89,7 @@ def format_yardstick(r: dict) -> str:
 
 def format_end_to_end(rows: dict) -> str:
     utd = next(iter(rows.values()))["utd"]
-    lines = [f"end to end (train.Lockstep, tutorial preset, UTD {utd}, dmc:cheetah-run; eager and compiled "
+    lines = [f"end to end (lockstep.Lockstep, tutorial preset, UTD {utd}, dmc:cheetah-run; eager and compiled "
              "alternating step by step; diagnostics charged at the preset's log/eval intervals), ms per agent-update:",
              f"  {'stack':<28} {'path':>8} {'total':>7} {'update':>7} {'env':>6} {'diag':>6} | "
              f"{'one log s':>9} {'one eval s':>10}"]
@@ -176,7 +176,7 @@ def format_table(r: dict) -> str:
         lines.append(f"  {name:<20} {want:<36} measured {got:<16} {_verdict(w)}")
     if "lockstep_loop" in r:
         e = r["lockstep_loop"]
-        lines += ["", f"lockstep loop (train.Lockstep, tutorial size, {e['agents']} agents, UTD {e['utd']}, "
+        lines += ["", f"lockstep loop (lockstep.Lockstep, tutorial size, {e['agents']} agents, UTD {e['utd']}, "
                       f"dmc:cheetah-run): {e['env_steps']} env steps + {e['updates']} updates in {e['seconds']:.1f} s"
                       f" = {e['env_steps_per_s']:.2f} env steps/s, {e['ms_per_agent_update']:.2f} ms per "
                       "agent-update all included"

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import gpu_check
+from . import envs as env_bench
 from ..cli import Parser, RunError, cli
 from ..memory import keep_freed_memory
 from .floors import matmul_peak
@@ -96,6 +97,8 @@ def main(argv=None):
                         help="python of CleanRL's own environment (gymnasium 0.29, mujoco < 3)")
     parser.add_argument("--pairs", type=int, default=1, help="--cleanrl / --contention: rounds of runs")
     parser.add_argument("--busy-only", action="store_true", help="--contention: skip the runs without a neighbour")
+    parser.add_argument("--envs", action="store_true", help="only: env steps/s of 16 and 64 dog agents, serial "
+                        "against worker processes (python -m minimal_ofn.bench.envs takes --env, --agents, --workers)")
     parser.add_argument("--cli", action="store_true", help="only: how long a command takes to answer a bad flag")
     parser.add_argument("--gpu-check", action="store_true",
                         help="only: the GPU check (python -m minimal_ofn.gpu_check: tests, compiled vs eager, timings, "
@@ -103,6 +106,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.gpu_check:
         sys.exit(gpu_check.main([]))
+    if args.envs:
+        return env_bench.main([])
 
     def run():
         if args.threads is not None and args.threads < 1:

@@ -1,6 +1,6 @@
 """Rows by stack size: what one learning step costs as the number of agents N grows.
 
-Ops per learning step: the aten operators torch.profiler records in one `train.Lockstep.update()` (a replay
+Ops per learning step: the aten operators torch.profiler records in one `lockstep.Lockstep.update()` (a replay
 batch drawn for every agent, then one SAC update of all of them), eager. On a GPU each op is at least one
 kernel launch, so a count that grows with N means launches that grow with N, whatever the arithmetic.
 
@@ -11,7 +11,7 @@ dispatch, launches) over its agents; the matrix products grow with N."""
 from torch.profiler import ProfilerActivity, profile
 
 from ..config import preset
-from ..train import Lockstep
+from ..lockstep import Lockstep
 from .timing import interleaved_medians, new_sac, random_batch, stack_configs
 
 SCALING_AGENTS = (1, 8, 64)
@@ -54,7 +54,7 @@ def scaling(device, repeats, block_seconds, warmup, agents=SCALING_AGENTS, compi
 
 def format_scaling(r: dict) -> str:
     agents = r["agents"]
-    lines = ["by stack size N (ops: aten ops in one eager train.Lockstep.update(), tutorial preset, dropout 0.01, "
+    lines = ["by stack size N (ops: aten ops in one eager lockstep.Lockstep.update(), tutorial preset, dropout 0.01, "
              "cheetah-run; ms per agent-update on a fixed batch):",
              f"  {'':<28}" + "".join(f"{f'N={n}':>10}" for n in agents),
              f"  {'ops per learning step':<28}" + "".join(f"{r['ops'][n]:>10}" for n in agents)]

@@ -162,7 +162,7 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
 
 
 # Published, not measured here: means over 10 seeds of the per-seed evaluation files in evgenii-nikishin/rl_with_resets
-# (curves/sac/; Nikishin et al. 2022, 2x256, resets every 200k env steps), read 2026-12-03 (see ../shared/README.md).
+# (its folder curves/sac/; Nikishin et al. 2022, 2x256, resets every 200k env steps).
 PUBLISHED = (("cheetah-run", "109 vs 18", "502 vs 314", "869 / 788 / 891"),
              ("quadruped-run", "84 vs 92", "130 vs 63", "189 / 515 / 749"),
              ("humanoid-run", "1 vs 1", "1 vs 1", "25 / 105 / 112"),

@@ -1,6 +1,6 @@
 """Running the story's three parts, resumably: finished runs are loaded, unfinished ones resumed or redone.
 
-Each part is split into stacks (one lockstep run of many agents each, train.Lockstep); `run` gives them to
+Each part is split into stacks (one lockstep run of many agents each, lockstep.Lockstep); `run` gives them to
 `jobs` worker processes of one thread each, longest first, so that two workers finish together.
 """
 

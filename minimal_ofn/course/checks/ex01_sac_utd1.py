@@ -2,7 +2,8 @@
 
 import torch
 
-from . import assert_same_run, check, gen, reference_rows, tolerance, train_rows
+from . import check, gen, tolerance
+from .training import assert_same_run, reference_rows, train_rows
 
 N, B = 3, 4  # three agents, so the twin axis (size 2) cannot be confused with the agent axis
 

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from . import assert_same_run, check, np_rng, reference_rows, train_rows
+from . import check, np_rng
+from .training import assert_same_run, reference_rows, train_rows
 
 
 def _record(utd_loop, steps, utd, seed_steps):

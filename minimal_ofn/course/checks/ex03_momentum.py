@@ -4,7 +4,8 @@ import dataclasses
 
 import torch
 
-from . import assert_same_run, check, gen, reference_rows, tolerance, train_rows
+from . import check, gen, tolerance
+from .training import assert_same_run, reference_rows, train_rows
 
 
 def _adam(p, g, m, v, t, lr, beta1, beta2, eps=1e-8):
@@ -186,6 +187,6 @@ def without_momentum_inside_training(without_momentum):
 
 
 def tiny_config_for_momentum():
-    from . import tiny_config
+    from .training import tiny_config
 
     return tiny_config()

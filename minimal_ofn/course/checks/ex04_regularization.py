@@ -4,7 +4,8 @@ import torch
 
 import math
 
-from . import assert_same_run, check, gen, grad_of, reference_rows, train_rows
+from . import check, gen, grad_of
+from .training import assert_same_run, reference_rows, train_rows
 
 
 def _mask(dropout_mask, p, shape, seed=0):

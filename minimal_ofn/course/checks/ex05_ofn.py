@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from . import assert_same_run, check, gen, grad_of, reference_rows, tolerance, train_rows
+from . import check, gen, grad_of, tolerance
+from .training import assert_same_run, reference_rows, train_rows
 
 
 def _features(seed=0, shape=(2, 2, 6, 5)):

@@ -2,7 +2,8 @@
 
 import random
 
-from . import assert_same_run, check, current_seed, reference_rows, train_rows
+from . import check, current_seed
+from .training import assert_same_run, reference_rows, train_rows
 
 
 class _Buffer:
