@@ -22,8 +22,6 @@
   descent turns every phi_hat onto w: cos -> 1, Q becomes the same number for every input
   (q_spread -> 0), the centered srank collapses and the body gets no useful gradient.
 - Adam state of the critic: mean and max of |m| (momentum) and v; the critic's gradient norm.
-- The policy's entropy on the batch's states, H_pi = -E[log pi(a|s)] (one sample per state): the
-  entropy bonus an honest soft Q can hold is alpha H_pi per step, not alpha |A| log 2 (measures.py).
 """
 
 import numpy as np
@@ -53,8 +51,8 @@ def critic_diagnostics(sac, batch: dict, generators, critic_grads=None) -> dict:
     norm of the critic's gradient where critic_grads (what SAC.update returned last) is given."""
     s, a = batch["obs"], batch["action"]
     n = sac.n
-    policy_a, logp = sac.actor(s, torch.stack([torch.randn(*a.shape[1:], generator=g, device=a.device)
-                                               for g in generators]))
+    policy_a, _ = sac.actor(s, torch.stack([torch.randn(*a.shape[1:], generator=g, device=a.device)
+                                            for g in generators]))
     ood_a = torch.stack([torch.rand(*a.shape[1:], generator=g, device=a.device) for g in generators]) * 2 - 1
     phi = sac.critic.features(s, a)  # [N, 2, B, d]: no dropout masks, the critic as it predicts
     # Moments of the linear layers only: LayerNorm parameters exist for every agent of a stack in
@@ -77,7 +75,6 @@ def critic_diagnostics(sac, batch: dict, generators, critic_grads=None) -> dict:
         "adam_m_mean": m.mean(1),
         "adam_m_max": m.amax(1),
         "temperature": sac.log_alpha.exp(),
-        "policy_entropy": -logp.reshape(n, -1).mean(1),  # H_pi on the batch's states: -E[log pi(a|s)]
     }
     if opt.v:
         v = torch.cat([opt.v[slot[id(p)]].view(n, -1) for p in linear], 1)
