@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minimal_ofn import cli as cli_mod
-from minimal_ofn import experiment, story, train as train_mod
+from minimal_ofn import experiment, lockstep as lockstep_mod, story, train as train_mod
 from minimal_ofn.config import Config, field_help
 
 # The underscore spellings (aliases now): the same flags the command took before dashes.
@@ -96,21 +96,21 @@ def test_resume_on_a_folder_without_a_run_is_a_one_line_error(tmp_path, capsys):
 
 def test_ctrl_c_names_the_checkpointed_step_and_the_command_that_resumes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r"
-    real = train_mod.Lockstep.env_step
+    real = lockstep_mod.Lockstep.env_step
 
     def interrupted_at_50(self):  # an interrupt that no handler defers (a second Ctrl-C): the last checkpoint stays
         if self.t == 50:
             raise KeyboardInterrupt
         real(self)
 
-    monkeypatch.setattr(train_mod.Lockstep, "env_step", interrupted_at_50)
+    monkeypatch.setattr(lockstep_mod.Lockstep, "env_step", interrupted_at_50)
     with pytest.raises(SystemExit) as exit_:
         train_mod.main([*TINY, "--out", str(out)])
     err = capsys.readouterr().err
     assert exit_.value.code == 130 and err.startswith("\n") and len(err.strip().splitlines()) == 1, err
     command = f"python -m minimal_ofn.train --out {out} --resume"
     assert f"interrupted at step 50: the checkpoint in {out} holds step 40; resume with: {command}" in err
-    monkeypatch.setattr(train_mod.Lockstep, "env_step", real)
+    monkeypatch.setattr(lockstep_mod.Lockstep, "env_step", real)
     train_mod.main(command.split()[3:] + ["--no-progress"])  # the printed command does resume it
     assert json.loads((out / "summary.json").read_text())["step"] == 60
 
@@ -126,19 +126,19 @@ def test_ctrl_c_saves_the_step_it_stops_at_and_the_resumed_run_equals_one_never_
     cfg = Config(env="Pendulum-v1", steps=60, seed_steps=30, batch_size=16, hidden=16, log_every=20, eval_every=60,
                  checkpoint_every=1000, utd=2)
     whole = train_mod.train(cfg, [tmp_path / "whole"], progress=False)[0]
-    real = train_mod.Lockstep.env_step
+    real = lockstep_mod.Lockstep.env_step
 
     def ctrl_c_at_45(self):
         if self.t == 45:
             signal.raise_signal(signal.SIGINT)  # as Ctrl-C does: the handler asks the loop to stop
         real(self)
 
-    monkeypatch.setattr(train_mod.Lockstep, "env_step", ctrl_c_at_45)
+    monkeypatch.setattr(lockstep_mod.Lockstep, "env_step", ctrl_c_at_45)
     with pytest.raises(cli_mod.Interrupted) as stop:
         train_mod.train(cfg, [tmp_path / "r"], progress=False)
     assert stop.value.step == stop.value.saved_step == 46  # the step under way was finished, then saved
     assert "holds step 46" in stop.value.describe()
-    monkeypatch.setattr(train_mod.Lockstep, "env_step", real)
+    monkeypatch.setattr(lockstep_mod.Lockstep, "env_step", real)
     capsys.readouterr()
     resumed = train_mod.train(cfg, [tmp_path / "r"], resume=True)[0]
     assert "resuming " + str(tmp_path / "r") + " from its checkpoint at step 46 of 60 (34 updates done)" in \

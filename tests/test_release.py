@@ -1,6 +1,7 @@
 """The student bundle: exercises generated now, tutorials, a wheel without solutions, and the bundle's grader works."""
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -32,7 +33,7 @@ def test_release_writes_a_bundle_without_solutions_that_grades(tmp_path):
                            "from minimal_ofn.course.__main__ import main; sys.exit(main(sys.argv[1:]))",
                            "grade", "exercises/06_priming_resets.ipynb"], cwd=out, env=env, capture_output=True,
                           text=True, timeout=300)
-    assert str(wheel) in done.stdout and "score 0/4" in done.stdout, done.stdout + done.stderr
+    assert str(wheel) in done.stdout and re.search(r"score 0/[1-9]\d*", done.stdout), done.stdout + done.stderr
     # A planted solution in the bundle is refused, and OUT must be new.
     (out / "solutions").mkdir()
     (out / "solutions" / "x.ipynb").write_text("{}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from minimal_ofn import train as train_mod
+from minimal_ofn import lockstep as lockstep_mod, memory, sac as sac_mod, train as train_mod
 from minimal_ofn.config import Config, preset
 from minimal_ofn.runs import METRICS
 from minimal_ofn.train import RunError, load_metrics, train
@@ -84,7 +84,7 @@ def test_envs_in_worker_processes_give_the_metrics_of_serial_stepping():
 def test_evaluation_in_rounds_equals_all_episodes_at_once(monkeypatch):
     cfg = [_cfg(steps=120, seed_steps=120, eval_every=120, eval_episodes=3, seed=s) for s in (0, 1)]
     together = train(cfg, progress=False)
-    monkeypatch.setattr(train_mod, "EVAL_ENVS", 0)  # one eval env per agent: three rounds
+    monkeypatch.setattr(lockstep_mod, "EVAL_ENVS", 0)  # one eval env per agent: three rounds
     rounds = train(cfg, progress=False)
     assert [r[-1]["eval_return"] for r in together] == [r[-1]["eval_return"] for r in rounds]
 
@@ -127,13 +127,13 @@ def test_priming_runs_the_stated_number_of_updates_on_the_random_data():
 
 def test_resets_happen_on_schedule(monkeypatch):
     calls = []
-    real_reset = train_mod.SAC.reset_agent
+    real_reset = sac_mod.SAC.reset_agent
 
     def spy(self, i, kind="full"):
         calls.append((i, kind))
         real_reset(self, i, kind)
 
-    monkeypatch.setattr(train_mod.SAC, "reset_agent", spy)
+    monkeypatch.setattr(sac_mod.SAC, "reset_agent", spy)
     train([_cfg(reset_every=60, reset_kind="actor"), _cfg(seed=1)], progress=False)
     # The constructor initializes both agents; then agent 0 at updates 60, 120, 180, 240 (242 in all).
     assert calls[:2] == [(0, "full"), (1, "full")]
@@ -144,8 +144,8 @@ def test_a_reset_due_at_the_end_of_priming_happens_right_after_priming(monkeypat
     from minimal_ofn.priming import prime
 
     events = []
-    real_reset = train_mod.SAC.reset_agent
-    monkeypatch.setattr(train_mod.SAC, "reset_agent",
+    real_reset = sac_mod.SAC.reset_agent
+    monkeypatch.setattr(sac_mod.SAC, "reset_agent",
                         lambda self, i, kind="full": (events.append((i, kind)), real_reset(self, i, kind)))
 
     def spy(*args):
@@ -158,7 +158,7 @@ def test_a_reset_due_at_the_end_of_priming_happens_right_after_priming(monkeypat
 
 
 def test_replay_keeps_the_final_state_of_a_truncated_episode_not_the_reset_state():
-    run = train_mod.Lockstep([_cfg(seed_steps=240)], progress=False)
+    run = lockstep_mod.Lockstep([_cfg(seed_steps=240)], progress=False)
     for _ in range(201):
         run.env_step()
     stored = run.buffer.gather(torch.arange(201).unsqueeze(0))
@@ -200,14 +200,14 @@ def test_cli_refuses_a_finished_run_and_keeps_it(tmp_path):
 
 
 def test_nonfinite_loss_stops_with_metrics_and_checkpoints(tmp_path, monkeypatch):
-    real_update = train_mod.SAC.update
+    real_update = sac_mod.SAC.update
 
     def poisoned(self, batch):
         real_update(self, batch)
         if self.stats["updates"][0] > 20:
             self.stats["critic_loss"][0] = float("nan")
 
-    monkeypatch.setattr(train_mod.SAC, "update", poisoned)
+    monkeypatch.setattr(sac_mod.SAC, "update", poisoned)
     with pytest.raises(train_mod.NonFiniteLoss, match="non-finite loss at step 160"):
         train(_cfg(), [tmp_path / "r"], progress=False)
     rows = load_metrics(tmp_path / "r")
@@ -242,7 +242,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_every_update():
     from minimal_ofn.bench.timing import random_batch
     from minimal_ofn.sac import SAC
 
-    if not train_mod.keep_freed_memory():
+    if not memory.keep_freed_memory():
         pytest.skip("malloc is not glibc's here")
     sac = SAC([preset("paper")], 17, 6, torch.device("cpu"), [torch.Generator().manual_seed(0)])
     batch = random_batch(1, 256, torch.device("cpu"))

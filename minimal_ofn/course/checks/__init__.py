@@ -359,7 +359,9 @@ def run(exercise: str, functions: dict, seed: int = 0, only_part: str | None = N
         only_check: str | None = None) -> list[dict]:
     global SEED, SCRATCH
     if scratch is None:  # learner functions in a sandbox: the folder its child can read
-        scratch = next((f.box.scratch for f in functions.values() if hasattr(f, "box")), None)
+        # (a notebook's globals hold other things with a .box, such as matplotlib's pyplot)
+        scratch = next((f.box.scratch for f in functions.values() if hasattr(getattr(f, "box", None), "scratch")),
+                       None)
     SEED, SCRATCH = int(seed), scratch
     return [run_check(fn, functions) for fn in checks_of(exercise)
             if only_part in (None, fn.part) and only_check in (None, fn.__name__)]
