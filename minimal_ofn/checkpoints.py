@@ -55,7 +55,8 @@ def agent_state(run, i: int, replay: str = "full") -> dict:
         "stacked": _tree(lambda x: x[i].detach().cpu().clone(), _stacked_state(run)),
         "replay": agent_rows(run, i) if replay == "full" else None,
         "shared": {"t": run.t, "updates": run.updates, "wall_time": run.wall_time()},
-        "generators": [run.generators[i].get_state(), run.diag_generators[i].get_state()],
+        "generators": [run.generators[i].get_state()],
+        "streams": run.streams.state_dict(),  # the stack's counters (streams.py), the same in every agent's file
         # The training env mid-episode (MuJoCo's arena is mostly zeros: compresses ~20x).
         "env": zlib.compress(pickle.dumps(env_at(run.envs, i)), 1),
         "obs": run.obs[i].copy(),
@@ -144,10 +145,14 @@ def load_agent_states(run, states: list[dict]) -> None:
     run.buffer.load_state_dict(_stack_rows([s["replay"] for s in states]))
     run.t, run.updates, run.elapsed_before = shared["t"], shared["updates"], shared["wall_time"]
     run.start_time = time.time()
+    if all("streams" in s for s in states):  # the largest counter: a stack without dropout never moves that one
+        run.streams.load_state_dict({k: max(s["streams"][k] for s in states) for k in states[0]["streams"]})
+    else:  # written before streams.py: its torch.Generator streams have no counter to carry on from
+        print("resume: this checkpoint predates the counter-based random streams (streams.py), so its random "
+              "numbers start afresh: the run goes on correctly, but is not the one an uninterrupted run would give")
     envs = []
     for i, s in enumerate(states):
         run.generators[i].set_state(s["generators"][0])
-        run.diag_generators[i].set_state(s["generators"][1])
         envs.append(pickle.loads(zlib.decompress(s["env"])))
         run.obs[i] = s["obs"]
         run.episode_return[i] = s["episode_return"]

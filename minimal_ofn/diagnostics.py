@@ -46,14 +46,14 @@ def discounted_returns(rewards, gamma):
 
 
 @torch.no_grad()
-def critic_diagnostics(sac, batch: dict, generators, critic_grads=None) -> dict:
+def critic_diagnostics(sac, batch: dict, stream, critic_grads=None) -> dict:
     """Per-agent lists of Q statistics, feature/weight norms, srank and Adam moments on a replay batch, and the
-    norm of the critic's gradient where critic_grads (what SAC.update returned last) is given."""
+    norm of the critic's gradient where critic_grads (what SAC.update returned last) is given. The policy's and the
+    uniform actions are drawn from `stream` (streams.Stream, the diagnostics one)."""
     s, a = batch["obs"], batch["action"]
     n = sac.n
-    policy_a, _ = sac.actor(s, torch.stack([torch.randn(*a.shape[1:], generator=g, device=a.device)
-                                            for g in generators]))
-    ood_a = torch.stack([torch.rand(*a.shape[1:], generator=g, device=a.device) for g in generators]) * 2 - 1
+    policy_a, _ = sac.actor(s, stream.normal(*a.shape[1:]))
+    ood_a = stream.uniform(*a.shape[1:]) * 2 - 1
     phi = sac.critic.features(s, a)  # [N, 2, B, d]: no dropout masks, the critic as it predicts
     # Moments of the linear layers only: LayerNorm parameters exist for every agent of a stack in
     # which any agent uses LayerNorm, and would dilute the statistics of those that do not.
@@ -97,12 +97,12 @@ def _srank_or_nan(srank_fn, features):
 
 
 @torch.no_grad()
-def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps: int = 1000):
+def rollout(sac, envs, stream, device, deterministic: bool, seeds, max_steps: int = 1000):
     """One episode per agent in its own env (agent n's policy acts in envs[n], reset with seeds[n]); or, where
     envs[n] and seeds[n] are lists of K, K episodes per agent, all stepped together (one policy call per step).
 
     Returns per agent: (undiscounted return, rewards, Q(s_t, a_t), log pi(a_t|s_t)) (log pi: NaN if deterministic),
-    a list of K of them where envs[n] is a list."""
+    a list of K of them where envs[n] is a list. A stochastic policy's noise comes from `stream` (streams.Stream)."""
     batched = isinstance(envs[0], (list, tuple))
     grid = [list(e) for e in envs] if batched else [[e] for e in envs]
     seed_grid = [list(s) for s in seeds] if batched else [[s] for s in seeds]
@@ -114,8 +114,7 @@ def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps
     log_probs = [[[] for _ in range(k)] for _ in range(n)]
     for _ in range(max_steps):
         o = torch.as_tensor(obs, device=device)  # [N, K, obs]: the K episodes are the batch axis
-        noise = None if deterministic else torch.stack(
-            [torch.randn(k, sac.act_dim, generator=g, device=device) for g in generators])
+        noise = None if deterministic else stream.normal(k, sac.act_dim)
         act, log_prob = sac.actor(o, noise)
         q = sac.critic(o, act).mean(1)
         log_prob = torch.full_like(q, float("nan")) if log_prob is None else log_prob
@@ -135,7 +134,7 @@ def rollout(sac, envs, generators, device, deterministic: bool, seeds, max_steps
     return out if batched else [episodes[0] for episodes in out]
 
 
-def monte_carlo(sac, envs, generators, device, gammas, seeds) -> dict:
+def monte_carlo(sac, envs, stream, device, gammas, seeds) -> dict:
     """Q on the policy's own rollout states vs their Monte Carlo return, per agent.
 
     mc_return counts rewards only (the paper's comparison). mc_soft_return is what the soft
@@ -145,7 +144,7 @@ def monte_carlo(sac, envs, generators, device, gammas, seeds) -> dict:
     any overestimation; at high UTD the temperature falls and the gap that stays is real."""
     out = {"q_rollout": [], "mc_return": [], "mc_soft_return": [], "q_over_mc": []}
     alphas = sac.log_alpha.exp().tolist()
-    results = rollout(sac, envs, generators, device, False, seeds)
+    results = rollout(sac, envs, stream, device, False, seeds)
     for (_, rewards, qs, log_probs), gamma, alpha in zip(results, gammas, alphas):
         half = max(1, len(rewards) // 2)
         bonus = -alpha * np.asarray(log_probs)

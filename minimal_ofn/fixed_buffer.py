@@ -45,7 +45,7 @@ def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, 
     mc_every = mc_every or 4 * log_every
 
     def update(u):
-        run.sac.update(run.buffer.sample(run.c0.batch_size, run.generators))
+        run.sac.update(run.buffer.sample(run.c0.batch_size, run.streams.replay))
         run.updates = u
         if u % log_every == 0:
             for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=u % mc_every == 0)):

@@ -44,6 +44,7 @@ from .memory import keep_freed_memory
 from .replay import ReplayBuffer
 from .runs import METRICS
 from .sac import SAC
+from .streams import Streams
 from .progress import bar
 
 
@@ -70,9 +71,10 @@ class Lockstep:
         if self.device.type == "cpu":
             keep_freed_memory()
         seeds = [c.seed for c in configs]
-        # Separate streams per agent: training randomness, and diagnostics that must not disturb it.
+        # Each agent's random numbers (streams.py): one stream per purpose, the diagnostics' apart so that logging
+        # does not disturb training; a torch.Generator per agent for its initial and reset weights.
+        self.streams = Streams(seeds, self.device)
         self.generators = [_generator(s, self.device) for s in seeds]
-        self.diag_generators = [_generator(s + 1_000_003, self.device) for s in seeds]
         repeat = self.c0.action_repeat
         # Eval and Monte Carlo: up to eval_episodes envs per agent, stepped together (diagnostics.rollout); at most
         # EVAL_ENVS in all beyond one per agent (a dog env holds ~100 MB), the other episodes run in rounds.
@@ -97,7 +99,7 @@ class Lockstep:
                   "(sac.py's update through torch.compile; the compile takes up to a minute at the first update; "
                   "compile='off' runs it eagerly)")  # stdout: a notice, not an error (notebooks box stderr in red)
         self.sac = SAC([c.replace(compile=self.compile) for c in configs], obs_dim, self.act_dim, self.device,
-                       self.generators, functions)
+                       self.generators, functions, self.streams)
         self.fn = self.sac.fn  # the functions this run uses (plug.py)
         self.obs, _ = self.envs.reset(seed=seeds)
         self.t, self.updates = 0, 0
@@ -113,8 +115,7 @@ class Lockstep:
     # ---- acting and learning
     def env_step(self) -> None:
         if self.t < self.c0.seed_steps:
-            action = torch.stack([torch.rand(self.act_dim, generator=g, device=self.device) * 2 - 1
-                                  for g in self.generators])
+            action = self.streams.explore.uniform(self.act_dim) * 2 - 1
         else:
             action = self.sac.act(torch.as_tensor(self.obs, device=self.device))
         action = action.cpu().numpy()
@@ -146,10 +147,10 @@ class Lockstep:
                     self.sac.update(batch)
                     ticks.update(1)
 
-                fn.prime(self.buffer, primed_update, c.priming_updates, c.batch_size, self.generators)
+                fn.prime(self.buffer, primed_update, c.priming_updates, c.batch_size, self.streams.replay)
             self.updates += c.priming_updates
             self.reset_due_agents()  # priming's updates count toward the reset schedule
-        self.sac.update(self.buffer.sample(c.batch_size, self.generators))
+        self.sac.update(self.buffer.sample(c.batch_size, self.streams.replay))
         self.updates += 1
         self.reset_due_agents()
 
@@ -175,22 +176,22 @@ class Lockstep:
         columns["max_reward"] = self.max_reward.tolist()
         columns["q_bound"] = [m / (1 - c.gamma) for m, c in zip(self.max_reward, self.configs)]
         if self.buffer.size:
-            diag_batch = self.buffer.sample(max(256, 2 * self.c0.hidden), self.diag_generators)
+            diag_batch = self.buffer.sample(max(256, 2 * self.c0.hidden), self.streams.diagnostics)
             grads = self.sac.critic_grads if self.updates else None  # what the last SAC update returned
-            columns.update(critic_diagnostics(self.sac, diag_batch, self.diag_generators, grads))
+            columns.update(critic_diagnostics(self.sac, diag_batch, self.streams.diagnostics, grads))
         if evaluate:
             returns = [[] for _ in range(self.n)]
             for first in range(0, self.c0.eval_episodes, len(self.eval_envs[0])):  # rounds of len(eval_envs[0])
                 ks = range(first, min(first + len(self.eval_envs[0]), self.c0.eval_episodes))
                 seeds = [list(s) for s in zip(*[self.rollout_seeds(1 + k) for k in ks])]
-                results = rollout(self.sac, [e[: len(ks)] for e in self.eval_envs], self.diag_generators,
+                results = rollout(self.sac, [e[: len(ks)] for e in self.eval_envs], self.streams.diagnostics,
                                   self.device, True, seeds)
                 for i, agent in enumerate(results):
                     returns[i] += [episode[0] for episode in agent]
             self.last_eval = [float(np.mean(r)) for r in returns]
         columns["eval_return"] = self.last_eval
         if monte_carlo_rollout:
-            columns.update(monte_carlo(self.sac, [e[0] for e in self.eval_envs], self.diag_generators, self.device,
+            columns.update(monte_carlo(self.sac, [e[0] for e in self.eval_envs], self.streams.diagnostics, self.device,
                                        [c.gamma for c in self.configs], self.rollout_seeds(0)))
         for name, values in columns.items():
             for row, value in zip(rows, values):

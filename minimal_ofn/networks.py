@@ -149,19 +149,13 @@ class Critic(nn.Module):
                 self.ln_scale[i].fill_(1.0)
                 self.ln_shift[i].zero_()
 
-    def dropout_uniforms(self, batch: int, generators) -> torch.Tensor | None:
-        """The uniforms behind one set of dropout masks: [agents with p > 0, depth, 2, B, hidden].
-
-        Each agent with p > 0 draws the numbers of all its layers in one call from its own stream (what
-        dropout_mask draws); agents with p = 0 draw nothing, so an agent's random stream is the same alone or
-        inside any stack."""
+    def dropout_uniforms(self, batch: int, stream) -> torch.Tensor | None:
+        """The uniforms behind one set of dropout masks: [agents with p > 0, depth, 2, B, hidden], from `stream`
+        (streams.Stream, the dropout one) in one draw for the stack. Only the agents with p > 0 hash numbers; the
+        stream's counter moves the same either way, so an agent's masks are the same alone or in any stack."""
         if not self.dropout_agents:
             return None
-        u = torch.empty(len(self.dropout_agents), len(self.layers), 2, batch, self.hidden,
-                        device=self.head.weight.device)
-        for block, i in zip(u, self.dropout_agents):
-            block.uniform_(0.0, 1.0, generator=generators[i])
-        return u
+        return stream.uniform(len(self.layers), 2, batch, self.hidden, rows=self._dropout_rows)
 
     def dropout_masks(self, u) -> list | None:
         """One mask per hidden layer, [N, 2, B, hidden] each, from dropout_uniforms' numbers (keep_mask); the

@@ -111,11 +111,9 @@ class ReplayBuffer:
         live.append((self.count - 1, k))
         return k % slots
 
-    def sample(self, batch_size: int, generators) -> dict:
-        """A batch [N, B, ...] per field, agent n's indices drawn with generators[n]."""
-        idx = torch.stack([torch.randint(self.size, (batch_size,), generator=g, device=self.device)
-                           for g in generators])
-        return self.gather(idx)
+    def sample(self, batch_size: int, stream) -> dict:
+        """A batch [N, B, ...] per field, agent n's indices drawn from its slice of `stream` (streams.Stream)."""
+        return self.gather(stream.integers(self.size, batch_size))
 
     def gather(self, idx) -> dict:
         """The transitions at rows idx [N, B], s' included, observations in float32."""

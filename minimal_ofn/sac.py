@@ -13,7 +13,7 @@ so the gradient of the sum is every agent's own gradient, in one backward pass.
 
 `SAC.learn` is that update, written once. Its random numbers (the policy noise, the
 uniforms behind the dropout masks) come in as tensors, drawn by `SAC.update` from each
-agent's own stream, so the same function runs eagerly (Config compile="off") and, traced by
+agent's own streams (streams.py: one draw for the whole stack), so the same function runs eagerly (Config compile="off") and, traced by
 torch.compile into one graph (compile="update", `compiled` below), fused: the elementwise
 work (activations and their gradients, LayerNorm, OFN, the losses, the optimizer's ops,
 Polyak) becomes a few loops, and on a GPU the whole update is one CUDA graph.
@@ -27,6 +27,7 @@ import torch
 from .networks import Actor, Critic
 from .optim import StackedOptimizer
 from .plug import functions as plug_functions, package_function
+from .streams import Streams
 
 
 def soft_q_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
@@ -69,12 +70,16 @@ def polyak_update(target_params, online_params, tau) -> None:
 class SAC:
     """N independent SAC agents whose networks are stacked (see networks.py).
 
+    generators: one torch.Generator per agent, seeded with its seed: it draws the agent's initial (and reset)
+    weights, and a learner's dropout masks. streams: the stack's streams.Streams for everything an update and
+    acting draw (default: keyed by each generator's seed).
     functions: {name: function} to run in place of the package's (see plug.py), e.g. {"critic_loss": mine}."""
 
-    def __init__(self, configs, obs_dim, act_dim, device, generators, functions=None):
+    def __init__(self, configs, obs_dim, act_dim, device, generators, functions=None, streams=None):
         n, c0 = len(configs), configs[0]
         self.fn = fn = plug_functions(functions)
         self.n, self.configs, self.generators, self.device = n, configs, generators, device
+        self.streams = streams or Streams([g.initial_seed() for g in generators], device)
         self.act_dim, self.batch_size = act_dim, c0.batch_size
 
         def per_agent(name):
@@ -141,13 +146,13 @@ class SAC:
             self.alpha_opt.reset_agent(i)
 
     def noise(self, *shape) -> torch.Tensor:
-        """Standard normal noise [N, *shape], agent n's slice drawn from its own generator."""
-        return torch.stack([torch.randn(*shape, generator=g, device=self.device) for g in self.generators])
+        """Standard normal noise [N, *shape] for an update, agent n's slice from its own policy stream."""
+        return self.streams.policy.normal(*shape)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """obs [N, ds] -> action [N, da]."""
-        noise = None if deterministic else self.noise(1, self.act_dim)
+        """obs [N, ds] -> action [N, da] (a stochastic one's noise from the explore stream)."""
+        noise = None if deterministic else self.streams.explore.normal(1, self.act_dim)
         return self.actor(obs.unsqueeze(1), noise, log_prob=False)[0].squeeze(1)
 
     def update(self, batch: dict) -> list:
@@ -158,7 +163,7 @@ class SAC:
         if self.learner_dropout:  # three sets, in learn's order: target, critic, actor
             masks = [self.critic.learner_dropout_masks(B, self.generators, self.fn.dropout_mask) for _ in range(3)]
             return self.learn(batch, noise, None, masks)
-        uniforms = [self.critic.dropout_uniforms(B, self.generators) for _ in range(3)]
+        uniforms = [self.critic.dropout_uniforms(B, self.streams.dropout) for _ in range(3)]
         return self.learn_step(batch, noise, uniforms)
 
     def learn(self, batch: dict, noise, uniforms, masks=None) -> list:

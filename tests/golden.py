@@ -10,6 +10,7 @@ import torch
 
 from minimal_ofn.config import Config
 from minimal_ofn.sac import SAC
+from minimal_ofn.streams import NAMES
 
 PATH = pathlib.Path(__file__).parent / "data" / "golden_update.pt"
 OBS, ACT, BATCH, UPDATES = 5, 3, 8, 4
@@ -33,14 +34,14 @@ def batch(n, k):
 
 
 def state(sac) -> dict:
-    """Every tensor an update writes, by name, and the generators' states (the random draws consumed)."""
+    """Every tensor an update writes, by name, and the streams' next numbers (the random draws consumed)."""
     out = {f"{k}.{name}": p.detach().clone() for k, m in sac.modules().items() for name, p in m.state_dict().items()}
     for k, opt in sac.optimizers().items():
         out[f"{k}.step_count"] = opt.step_count.clone()
         out.update({f"{k}.m{i}": t.clone() for i, t in enumerate(opt.m)})
         out.update({f"{k}.v{i}": t.clone() for i, t in enumerate(opt.v)})
     out["log_alpha"] = sac.log_alpha.detach().clone()
-    out["next_draw"] = torch.stack([torch.rand(4, generator=g) for g in sac.generators])
+    out["next_draw"] = torch.cat([getattr(sac.streams, name).bits(4) for name in NAMES], 1)
     return out
 
 

@@ -12,6 +12,7 @@ from minimal_ofn.config import AUTO_COMPILE_UPDATES, Config
 from minimal_ofn.diagnostics import critic_diagnostics
 from minimal_ofn.networks import Critic, dropout_mask
 from minimal_ofn.sac import SAC
+from minimal_ofn.streams import Stream
 
 OBS, ACT, BATCH = 5, 3, 8
 # The paper's variants side by side in one stack: every switch the compiled graph must honour per agent.
@@ -60,7 +61,7 @@ def _run_and_compare(eager, compiled, updates, rtol, atol, reset_at=None):
         torch.testing.assert_close(torch.tensor(c[key]), torch.tensor(e[key]), rtol=rtol, atol=atol)
     # Agents really moved (a step that does nothing would match a reset), and the diagnostics read the grads.
     assert all(abs(x) > 0 for x in e["critic_loss"])
-    diag = critic_diagnostics(compiled, _batch(n, 99), [torch.Generator().manual_seed(7)] * n, compiled.critic_grads)
+    diag = critic_diagnostics(compiled, _batch(n, 99), Stream(range(n), "diagnostics"), compiled.critic_grads)
     assert diag["grad_norm"][0] > 0
 
 
@@ -69,7 +70,7 @@ def test_the_update_reproduces_the_golden_file_recorded_before_it_was_one_functi
     # Eager runs the same ops in the same order as the update it replaced (bitwise here; the tolerance allows
     # for another machine's BLAS). Compiled, Inductor fuses and reorders float32 arithmetic: a few ulps per
     # op, compounded over 4 updates and Adam's division by sqrt(v), stay below 1e-5 absolute on these sizes.
-    # The generators' next draws must match exactly: the update consumed the same random numbers.
+    # The streams' next draws must match exactly: the update consumed the same random numbers.
     want = torch.load(golden.PATH)["eager" if mode == "off" else "compiled"]
     got = golden.run(mode)
     assert got.keys() == want.keys()
@@ -132,25 +133,32 @@ def test_compiled_update_keeps_a_frozen_agent_frozen_under_nan_gradients_as_eage
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_masks_from_uniforms_are_a_learners_dropout_mask_bit_for_bit_from_the_same_streams(seed):
-    # The update draws the uniforms before learn and makes the masks inside it (fused, compiled); a learner's
-    # dropout_mask draws and makes them in one call. The package's dropout_mask in the learner's place must give
-    # every value and use up every agent's random stream exactly as the package's own path does.
+def test_masks_from_uniforms_are_a_learners_dropout_mask_bit_for_bit_from_the_same_uniforms(seed):
+    # The update draws the uniforms before learn (streams.py) and makes the masks inside it (fused, compiled); a
+    # learner's dropout_mask draws and makes them in one call from a torch.Generator. Given the same uniforms,
+    # the two are the same mask bit for bit, and an agent's masks do not depend on the others of its stack.
     rates = torch.rand(5, generator=torch.Generator().manual_seed(seed)).tolist()
     rates = [0.0, rates[1] * 0.5, 0.0, 0.01, rates[4] * 0.9]  # off, any rate, DroQ's rate, off first
     critic = Critic(5, OBS, ACT, 16, 2, [False] * 5, rates, [False] * 5)
-    streams = [[torch.Generator().manual_seed(100 * seed + i) for i in range(5)] for _ in range(2)]
+    stream, alone = Stream([10 * seed + i for i in range(5)], "dropout"), Stream([10 * seed + 4], "dropout")
     for _ in range(3):  # as an update draws them: three sets in a row
-        mine = critic.learner_dropout_masks(BATCH, streams[0], dropout_mask)
-        theirs = critic.dropout_masks(critic.dropout_uniforms(BATCH, streams[1]))
-        assert len(mine) == len(theirs) == 2
-        for a, b in zip(mine, theirs):
-            assert a.shape == b.shape == (5, 2, BATCH, 16) and torch.equal(a, b)
-            assert (a[[0, 2]] == 1).all() and set(a[3].unique().tolist()) <= {0.0, torch.tensor(1.0 / 0.99).item()}
-    for g0, g1 in zip(*streams):  # the same numbers were used up
-        assert torch.equal(torch.rand(4, generator=g0), torch.rand(4, generator=g1))
+        u = critic.dropout_uniforms(BATCH, stream)
+        masks = critic.dropout_masks(u)
+        assert u.shape == (3, 2, 2, BATCH, 16) and len(masks) == 2
+        assert torch.equal(u[2], alone.uniform(2, 2, BATCH, 16)[0])  # agent 4's numbers, alone or in a stack
+        for k, mask in enumerate(masks):
+            assert mask.shape == (5, 2, BATCH, 16) and (mask[[0, 2]] == 1).all()
+            for row, i in enumerate((1, 3, 4)):
+                g = torch.Generator()
+                state = g.get_state()
+                learner = dropout_mask(rates[i], (2, 2, BATCH, 16), g)  # the package's dropout_mask ...
+                g.set_state(state)
+                assert torch.equal(learner, torch.where(torch.rand(2, 2, BATCH, 16, generator=g) >= rates[i],
+                                                        torch.ones(()) / (1 - rates[i]), 0.0))  # ... is keep_mask
+                want = torch.where(u[row, k] >= rates[i], torch.ones(()) / (1.0 - rates[i]), 0.0)
+                assert torch.equal(mask[i], want)
     none = Critic(2, OBS, ACT, 16, 2, [False] * 2, [0.0] * 2, [False] * 2)
-    assert none.dropout_uniforms(BATCH, streams[0]) is None and none.dropout_masks(None) is None
+    assert none.dropout_uniforms(BATCH, stream) is None and none.dropout_masks(None) is None
 
 
 @pytest.mark.parametrize("seed", range(4))

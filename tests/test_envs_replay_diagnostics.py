@@ -7,6 +7,7 @@ import torch
 from minimal_ofn.diagnostics import discounted_returns, srank
 from minimal_ofn.envs import make_env, make_vec_env
 from minimal_ofn.replay import ReplayBuffer
+from minimal_ofn.streams import Stream
 
 
 @pytest.mark.parametrize("env_id, obs_dim, act_dim", [("dmc:cheetah-run", 17, 6), ("Pendulum-v1", 3, 1)])
@@ -57,15 +58,15 @@ def test_replay_sampling_is_uniform_per_agent_and_reproducible():
     for t in range(15):  # wraps around: holds t = 5..14
         buf.add(np.full((2, 1), t), np.zeros((2, 1)), np.array([t, -t]), np.zeros((2, 1)), np.zeros(2))
     assert buf.size == 10
-    g = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    batch = buf.sample(20_000, g)
+    batch = buf.sample(20_000, Stream([0, 1], "replay"))
     values = batch["obs"][0, :, 0]
     assert set(values.unique().tolist()) == set(range(5, 15))
     counts = torch.bincount(values.long())[5:].float()
     assert counts.min() > 0.9 * 2000 and counts.max() < 1.1 * 2000
     torch.testing.assert_close(batch["reward"][1], -batch["obs"][1, :, 0])  # fields stay aligned per row
-    again = buf.sample(20_000, [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)])
+    again = buf.sample(20_000, Stream([0, 1], "replay"))
     assert torch.equal(again["obs"], batch["obs"])
+    assert not torch.equal(buf.sample(20_000, Stream([0, 2], "replay"))["obs"][1], batch["obs"][1])
 
 
 def test_srank_of_a_known_low_rank_matrix():
@@ -171,7 +172,7 @@ def test_a_diverged_actor_rolls_out_without_stopping_the_physics():
     with torch.no_grad():
         for p in sac.actor.parameters():
             p[0].fill_(float("nan"))
-    out = rollout(sac, [make_env("dmc:cartpole-swingup", 0), make_env("dmc:cartpole-swingup", 0)], gens,
+    out = rollout(sac, [make_env("dmc:cartpole-swingup", 0), make_env("dmc:cartpole-swingup", 0)], sac.streams.explore,
                   torch.device("cpu"), False, [0, 0], max_steps=20)
     assert len(out[0][1]) == len(out[1][1]) == 20
     assert np.isnan(out[0][2]).all() and np.isfinite(out[1][2]).all()
@@ -252,7 +253,7 @@ def test_sixteen_bit_replay_halves_observations_and_samples_float32(dtype):
     assert buf.data["obs"].dtype == getattr(torch, dtype) and buf.data["obs"].element_size() == 2
     assert planned_bytes(1, 1000, 223, 38, dtype) < 0.7 * planned_bytes(1, 1000, 223, 38)
     kept = _reference_run(buf, steps=10, obs_dim=223)
-    batch = buf.sample(16, [torch.Generator().manual_seed(0)])
+    batch = buf.sample(16, Stream([0], "replay"))
     assert batch["obs"].dtype == torch.float32
     torch.testing.assert_close(buf.gather(torch.tensor([[0]]))["obs"][0, 0], torch.as_tensor(kept[0][0][0]),
                                rtol=1e-2, atol=1e-2)
@@ -319,9 +320,11 @@ def test_evaluation_episodes_stepped_together_equal_one_at_a_time():
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
     sac = SAC([Config(hidden=8, batch_size=8, seed=i) for i in range(2)], 3, 1, torch.device("cpu"), gens)
     envs = [[make_env("Pendulum-v1", 0) for _ in range(3)] for _ in range(2)]
-    together = rollout(sac, envs, gens, torch.device("cpu"), True, [[5, 6, 7], [8, 9, 10]], max_steps=30)
+    together = rollout(sac, envs, sac.streams.diagnostics, torch.device("cpu"), True, [[5, 6, 7], [8, 9, 10]],
+                       max_steps=30)
     for k in range(3):
-        alone = rollout(sac, [e[k] for e in envs], gens, torch.device("cpu"), True, [5 + k, 8 + k], max_steps=30)
+        alone = rollout(sac, [e[k] for e in envs], sac.streams.diagnostics, torch.device("cpu"), True, [5 + k, 8 + k],
+                        max_steps=30)
         for i in range(2):
             assert together[i][k][0] == alone[i][0] and together[i][k][2] == alone[i][2]
 

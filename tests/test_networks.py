@@ -6,6 +6,7 @@ import torch
 from minimal_ofn import networks
 from minimal_ofn.networks import Critic, StackedLinear, Switch
 from minimal_ofn.ofn import ofn
+from minimal_ofn.streams import Stream
 
 
 def _critic(n=2, ofn_on=(False, True), dropout=(0.0, 0.0), ln=(False, False), hidden=32):
@@ -59,18 +60,19 @@ def test_stacked_linear_equals_separate_linear_layers(d_out):
 
 def test_dropout_masks_only_for_agents_with_dropout_and_scaled():
     c = _critic(dropout=(0.0, 0.5))
-    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    masks = c.dropout_masks(c.dropout_uniforms(1000, gens))
+    masks = c.dropout_masks(c.dropout_uniforms(1000, Stream([0, 1], "dropout")))
     assert len(masks) == 2
     assert torch.equal(masks[0][0], torch.ones_like(masks[0][0]))  # agent 0: no dropout
     m1 = masks[0][1]
     assert set(m1.unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
     assert abs(float((m1 == 0).float().mean()) - 0.5) < 0.02
-    # Agent 0 drew nothing from its stream: its next draw equals a fresh generator's.
-    assert torch.equal(torch.rand(3, generator=gens[0]), torch.rand(3, generator=torch.Generator().manual_seed(0)))
-    # The package's dropout_mask (a learner's stand-in, plug.py) gives agent 1 the same mask from the same stream.
+    # Agent 1's masks are its own stream's numbers, whatever else is in its stack.
+    alone = Stream([1], "dropout").uniform(2, 2, 1000, 32)[0]
+    assert torch.equal(torch.stack(masks)[:, 1], torch.where(alone >= 0.5, 2.0, 0.0))
+    # The package's dropout_mask (a learner's stand-in, plug.py) is the same mask given the same uniforms.
     mine = networks.dropout_mask(0.5, (2, 2, 1000, c.hidden), torch.Generator().manual_seed(1))
-    assert torch.equal(torch.stack(masks)[:, 1], mine)
+    u = torch.rand(2, 2, 1000, c.hidden, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(mine, torch.where(u >= 0.5, 2.0, 0.0))
 
 
 def test_layer_norm_normalizes_hidden_activations_of_its_agent_only():
