@@ -42,6 +42,7 @@ from .envpool import resolve_workers
 from .envs import make_env, make_vec_env
 from .memory import keep_freed_memory
 from .replay import ReplayBuffer
+from .resets import reset_agent
 from .runs import METRICS
 from .sac import SAC
 from .streams import Streams
@@ -113,8 +114,11 @@ class Lockstep:
         self.keep_good_state()
 
     # ---- acting and learning
-    def env_step(self) -> None:
-        if self.t < self.c0.seed_steps:
+    def env_step(self, action: torch.Tensor | None = None) -> None:
+        """One step of every env; `action` [N, da] in [-1, 1] replaces the random / policy action (fixed_buffer.py)."""
+        if action is not None:
+            pass
+        elif self.t < self.c0.seed_steps:
             action = self.streams.explore.uniform(self.act_dim) * 2 - 1
         else:
             action = self.sac.act(torch.as_tensor(self.obs, device=self.device))
@@ -157,7 +161,7 @@ class Lockstep:
     def reset_due_agents(self) -> None:
         for i, cfg in enumerate(self.configs):
             if i not in self.failed and self.fn.reset_due(cfg.reset_every, self.updates):
-                self.sac.reset_agent(i, cfg.reset_kind)
+                reset_agent(self.sac, i, cfg.reset_kind)  # resets.py: "critic_optimizer" is not SAC's own
 
     def learn(self) -> None:
         """The updates that follow one environment step, outside utd_loop (the bench times them this way)."""
