@@ -71,7 +71,9 @@ class Config:
     ofn: bool = False  # output feature normalization on the critic
     # --- resets and priming (tutorial 6)
     reset_every: int = 0  # gradient updates between resets; 0 = never
-    reset_kind: str = "full"  # "full": actor, critic, targets, temperature, optimizers; "actor": actor only
+    # "full": actor, critic, targets, temperature, optimizers; "actor": actor only; "critic_optimizer": the critic's
+    # optimizer state only (Adam's m, v), the weights untouched
+    reset_kind: str = "full"
     priming_updates: int = 0  # updates on the seed_steps random transitions alone, before training goes on
     # --- logging, evaluation, checkpoints (in environment steps)
     log_every: int = 1_000  # a metrics row (losses, Q diagnostics) every this many steps
@@ -125,7 +127,8 @@ class Config:
             (self.critic_optimizer in (None, *KINDS),
              f"critic_optimizer must be one of {', '.join(KINDS)}, got {self.critic_optimizer!r}"),
             (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
-            (self.reset_kind in ("full", "actor"), f"reset_kind must be 'full' or 'actor', got {self.reset_kind!r}"),
+            (self.reset_kind in ("full", "actor", "critic_optimizer"),
+             f"reset_kind must be 'full', 'actor' or 'critic_optimizer', got {self.reset_kind!r}"),
             (min(self.log_every, self.eval_every, self.checkpoint_every) > 0, "log/eval/checkpoint intervals must be > 0"),
             (self.priming_updates >= 0 and self.reset_every >= 0, "priming_updates and reset_every must be >= 0"),
             (self.priming_updates == 0 or self.seed_steps > 0, "priming needs seed_steps > 0 random transitions"),
@@ -232,10 +235,16 @@ VARIANTS = {
     "rmsprop": {"critic_optimizer": "rmsprop"},  # the critic's Adam second moment alone
     "sgd+momentum": {"critic_optimizer": "sgd", "critic_beta1": 0.9},  # the critic's first moment alone
     "sgd": {"critic_optimizer": "sgd", "critic_beta1": 0.0},  # neither moment
+    # Undampened momentum beta multiplies SGD's step by 1 / (1 - beta): these two make matched pairs with the two above
+    # (SGD+momentum at lr against SGD at lr / (1 - beta)), so that momentum is compared at the same effective step.
+    "sgd+momentum@3e-5": {"critic_optimizer": "sgd", "critic_beta1": 0.9, "critic_lr": 3e-5},
+    "sgd@3e-3": {"critic_optimizer": "sgd", "critic_beta1": 0.0, "critic_lr": 3e-3},
     "dropout": {"critic_dropout": 0.01},  # dropout alone, at DroQ's rate
     "ln": {"critic_layer_norm": True},  # LayerNorm alone
     "dropout+ln": {"critic_dropout": 0.01, "critic_layer_norm": True},  # DroQ's critic
     "l2": {"critic_l2": 1e-3},  # an L2 loss penalty on the critic's weights
+    "l2=1e-4": {"critic_l2": 1e-4},  # ... at smaller coefficients
+    "l2=1e-5": {"critic_l2": 1e-5},
     "adamw": {"critic_weight_decay": 0.1},  # decoupled weight decay (AdamW) on the critic
     "ofn": {"ofn": True},
 }

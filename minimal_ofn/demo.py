@@ -126,7 +126,8 @@ def main(argv=None):
               f"2x{args.hidden} networks, batch {args.batch_size})")
         start = time.time()
         rows = fixed_buffer.run([c for _, c in stack], args.updates, max(1, args.updates // 24),
-                                mc_every=args.updates + 1)  # no Monte Carlo rollouts: B is the bound used here
+                                mc_every=args.updates + 1,  # no Monte Carlo rollouts: B is the bound used here
+                                optimizer_resets=[story.optimizer_resets(p, arm) for arm, _ in stack])
         seconds = time.time() - start
         results = {}
         for (arm, c), r in zip(stack, rows):

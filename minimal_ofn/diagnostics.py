@@ -22,6 +22,8 @@
   descent turns every phi_hat onto w: cos -> 1, Q becomes the same number for every input
   (q_spread -> 0), the centered srank collapses and the body gets no useful gradient.
 - Adam state of the critic: mean and max of |m| (momentum) and v; the critic's gradient norm.
+- The policy's entropy on the batch's states, H_pi = -E[log pi(a|s)] (one sample per state): the
+  entropy bonus an honest soft Q can hold is alpha H_pi per step, not alpha |A| log 2 (measures.py).
 """
 
 import numpy as np
@@ -52,7 +54,7 @@ def critic_diagnostics(sac, batch: dict, stream, critic_grads=None) -> dict:
     uniform actions are drawn from `stream` (streams.Stream, the diagnostics one)."""
     s, a = batch["obs"], batch["action"]
     n = sac.n
-    policy_a, _ = sac.actor(s, stream.normal(*a.shape[1:]))
+    policy_a, logp = sac.actor(s, stream.normal(*a.shape[1:]))
     ood_a = stream.uniform(*a.shape[1:]) * 2 - 1
     phi = sac.critic.features(s, a)  # [N, 2, B, d]: no dropout masks, the critic as it predicts
     # Moments of the linear layers only: LayerNorm parameters exist for every agent of a stack in
@@ -75,6 +77,7 @@ def critic_diagnostics(sac, batch: dict, stream, critic_grads=None) -> dict:
         "adam_m_mean": m.mean(1),
         "adam_m_max": m.amax(1),
         "temperature": sac.log_alpha.exp(),
+        "policy_entropy": -logp.reshape(n, -1).mean(1),  # H_pi on the batch's states: -E[log pi(a|s)]
     }
     if opt.v:
         v = torch.cat([opt.v[slot[id(p)]].view(n, -1) for p in linear], 1)

@@ -20,6 +20,7 @@ import torch
 
 from .cli import RunError
 from .progress import bar
+from .resets import reset_critic_optimizers
 from .runs import atomic_write
 from .lockstep import Lockstep
 
@@ -34,11 +35,13 @@ def fill(run: Lockstep) -> Lockstep:
 
 
 def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, rows: list | None = None,
-            progress: bool = True, desc: str | None = None, on_update=None) -> list[list[dict]]:
+            progress: bool = True, desc: str | None = None, on_update=None,
+            optimizer_resets: list[int] | None = None) -> list[list[dict]]:
     """Make k more SAC updates on what the buffer holds now; a metrics row per agent every log_every updates
     (counted from the run's first update), with a Monte Carlo rollout every mc_every (default 4 log_every).
 
     rows: each agent's rows so far, appended to. on_update(u): called after update number u; False stops the loop.
+    optimizer_resets: per agent, forget its critic optimizer's state every this many updates (0: never; resets.py).
     A compiled update (compile="update") compiles at its first call: that update runs before the progress bar
     starts, after a notice, so that the bar's estimate counts updates, not the compile."""
     rows = rows if rows is not None else [[] for _ in range(run.n)]
@@ -47,6 +50,8 @@ def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, 
     def update(u):
         run.sac.update(run.buffer.sample(run.c0.batch_size, run.streams.replay))
         run.updates = u
+        if optimizer_resets:
+            reset_critic_optimizers(run.sac, optimizer_resets, u)
         if u % log_every == 0:
             for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=u % mc_every == 0)):
                 rows[i].append(row)
@@ -72,16 +77,17 @@ def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, 
 
 
 def run(configs, k: int, log_every: int, progress: bool = True, mc_every: int | None = None,
-        checkpoint: Path | None = None, until: int | None = None):
+        checkpoint: Path | None = None, until: int | None = None, optimizer_resets: list[int] | None = None):
     """One stack of agents (one Config each): fill D, then k updates on D. Returns each agent's rows.
 
     checkpoint: a file that holds the stack and its rows at every Monte Carlo log (and at `until`, where it
-    stops and returns None); a stack finds it there and goes on, as if never stopped."""
+    stops and returns None); a stack finds it there and goes on, as if never stopped.
+    optimizer_resets: see updates."""
     stack = Lockstep(configs, progress=False)
     rows, done = [[] for _ in configs], 0
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved["configs"] != [c.to_dict() for c in configs]:
+        if saved["configs"] != [c.to_dict() for c in configs] or saved.get("optimizer_resets") != optimizer_resets:
             raise RunError(f"{checkpoint} holds a fixed-buffer stack with other settings; use another --out")
         stack.load_agent_states(saved["agents"])
         rows, done = saved["rows"], saved["updates"]
@@ -92,10 +98,11 @@ def run(configs, k: int, log_every: int, progress: bool = True, mc_every: int | 
     def save(u):
         if checkpoint is not None and u < k and (u % mc_every == 0 or u == until):
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            state = {"configs": [c.to_dict() for c in configs], "updates": u, "rows": rows,
+            state = {"configs": [c.to_dict() for c in configs], "optimizer_resets": optimizer_resets, "updates": u,
+                     "rows": rows,
                      "agents": [stack.agent_state(i) for i in range(stack.n)]}
             atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         return u != until
 
-    updates(stack, k - done, log_every, mc_every, rows, progress, f"dissection x{stack.n}", save)
+    updates(stack, k - done, log_every, mc_every, rows, progress, f"dissection x{stack.n}", save, optimizer_resets)
     return None if until is not None and stack.updates == until else rows

@@ -8,13 +8,26 @@ and -alpha log pi adds at most alpha |A| log 2:
 
 A critic whose |Q| is above B claims a value no policy can have: that is divergence, not optimism.
 
+With the temperature learned, alpha rises when the policy's entropy falls below its target (a saturated actor),
+so B would grow with the very symptom it should detect. The entropy-aware bound counts the entropy the policy
+has (H_pi, measured on the buffer: diagnostics.critic_diagnostics), and never a negative bonus:
+
+    B_H = (r_max + alpha max(0, H_pi)) / (1 - gamma)
+
+It is a bound for the current policy's soft value (H_pi <= |A| log 2, so B_H <= B), and it does not grow when
+alpha grows because the entropy fell below target.
+
 Per-run measures (each maps one run's metric rows, runs.METRICS, to one number; stats.py turns the
 numbers of two arms' seeds into an effect with its interval and a verdict):
 
     log_peak_over_bound   log10(max_t |Q_t| / B_t)               above 0: divergence
+    onset                 the first update at which |Q| passes B
+    growth_rate           decades of |Q| / B per 1,000 updates from the onset to the peak
     log_growth            log10(last / first) of a positive series (e.g. Adam's largest v)
     late_overestimation   mean of Q - soft MC return over the last third of learning
     mean_return           mean evaluation return over learning (area under the curve per evaluation)
+    late_return           mean evaluation return over the last third of learning
+    gap_growth            Q - soft MC return at the last log of learning minus at the first (recovery: below 0)
 """
 
 import math
@@ -35,17 +48,45 @@ def value_bound(row: dict, act_dim: int, gamma: float) -> float:
     return (row["max_reward"] + row["temperature"] * act_dim * math.log(2)) / (1 - gamma)
 
 
-def log_over_bound(row: dict, key: str, act_dim: int, gamma: float) -> float:
-    """log10(|row[key]| / B) at one row (|Q| floored at 1e-12, so that 0 has a logarithm)."""
-    return math.log10(max(abs(row[key]), 1e-12) / value_bound(row, act_dim, gamma))
+def entropy_bound(row: dict, act_dim: int, gamma: float) -> float:
+    """B_H = (r_max + alpha max(0, H_pi)) / (1 - gamma) at one row (nan where the entropy was not logged).
+    act_dim is unused: the signature of value_bound, so that either can be passed as `bound`."""
+    entropy = row.get("policy_entropy", math.nan)
+    return (row["max_reward"] + row["temperature"] * max(0.0, entropy)) / (1 - gamma) if math.isfinite(entropy) \
+        else math.nan
 
 
-def log_peak_over_bound(rows, key: str, act_dim: int, gamma: float) -> float:
+def log_over_bound(row: dict, key: str, act_dim: int, gamma: float, bound=value_bound) -> float:
+    """log10(|row[key]| / B) at one row (|Q| floored at 1e-12, so that 0 has a logarithm); nan without a bound."""
+    b = bound(row, act_dim, gamma)
+    return math.log10(max(abs(row[key]), 1e-12) / b) if math.isfinite(b) else math.nan
+
+
+def log_peak_over_bound(rows, key: str, act_dim: int, gamma: float, bound=value_bound) -> float:
     """log10(max_t |key_t| / B_t): above 0, the critic claims a value no policy can have (divergence).
 
     Over the logs where Q is finite: a critic that overflowed keeps the peak it reached before (none: nan)."""
-    ratios = [log_over_bound(r, key, act_dim, gamma) for r in rows if math.isfinite(r[key])]
+    ratios = [x for x in (log_over_bound(r, key, act_dim, gamma, bound) for r in rows if math.isfinite(r[key]))
+              if math.isfinite(x)]
     return float(max(ratios)) if ratios else math.nan
+
+
+def onset(rows, key: str, act_dim: int, gamma: float, bound=value_bound) -> float:
+    """The first logged update at which |key| passes the bound (nan: it never does)."""
+    return next((float(r["updates"]) for r in rows if math.isfinite(r[key])
+                 and log_over_bound(r, key, act_dim, gamma, bound) > 0), math.nan)
+
+
+def growth_rate(rows, key: str, act_dim: int, gamma: float, bound=value_bound) -> float:
+    """Decades of |key| / B gained per 1,000 updates from the onset to the peak (nan: no onset, or the peak is it)."""
+    start = onset(rows, key, act_dim, gamma, bound)
+    after = [r for r in rows if math.isfinite(r[key]) and r["updates"] >= start]
+    if not after:
+        return math.nan
+    first = log_over_bound(after[0], key, act_dim, gamma, bound)
+    peak = max(after, key=lambda r: log_over_bound(r, key, act_dim, gamma, bound))
+    span = peak["updates"] - after[0]["updates"]
+    return (log_over_bound(peak, key, act_dim, gamma, bound) - first) / span * 1_000 if span > 0 else math.nan
 
 
 def log_growth(rows, key: str) -> float:
@@ -55,7 +96,9 @@ def log_growth(rows, key: str) -> float:
 
 
 def late_rows(rows, seed_steps: int) -> list[dict]:
-    """The logs of the last third of the learning phase."""
+    """The logs of the last third of the learning phase (none for a run without logs)."""
+    if not rows:
+        return []
     last = max(r["step"] for r in rows)
     start = last - (last - seed_steps) / 3
     return [r for r in rows if r["step"] >= start]
@@ -85,3 +128,17 @@ def mean_return(rows, seed_steps: int, eval_every: int) -> float:
     values = [r["eval_return"] for r in rows if r["step"] > seed_steps and (r["step"] % eval_every == 0
               or r["step"] == last) and math.isfinite(r["eval_return"])]
     return float(np.mean(values)) if values else math.nan
+
+
+def late_return(rows, seed_steps: int, eval_every: int) -> float:
+    """Mean evaluation return over the evaluations of the last third of the learning phase (as mean_return)."""
+    late = late_rows(rows, seed_steps) if rows else []
+    start = late[0]["step"] if late else math.inf
+    return mean_return([r for r in rows if r["step"] >= start], seed_steps, eval_every) if late else math.nan
+
+
+def gap_growth(rows, seed_steps: int) -> float:
+    """Q - soft MC return on the policy's rollouts at the last log of learning minus at the first one."""
+    gaps = [r["q_rollout"] - r["mc_soft_return"] for r in rows if r["step"] > seed_steps
+            and math.isfinite(r["q_rollout"]) and math.isfinite(r["mc_soft_return"])]
+    return gaps[-1] - gaps[0] if len(gaps) > 1 else math.nan

@@ -23,7 +23,7 @@ METRICS = [
     "step", "updates", "wall_time", "episode_return", "eval_return", "critic_loss", "actor_loss", "temperature",
     "q_policy", "q_replay", "q_ood", "q_rollout", "mc_return", "q_over_mc", "max_reward", "q_bound",
     "feature_norm", "head_weight_norm", "srank", "adam_m_mean", "adam_m_max", "adam_v_mean", "adam_v_max",
-    "grad_norm", "mc_soft_return", "cos_phi_w", "q_spread", "srank_centered",
+    "grad_norm", "mc_soft_return", "cos_phi_w", "q_spread", "srank_centered", "policy_entropy",
 ]
 
 # Settings that change neither what the agents learn nor their random streams (speed, bookkeeping,

@@ -47,7 +47,7 @@ CASES = {
         figures=3,
     ),
     "03_momentum.ipynb": dict(
-        params={**SMALL, "utd": 2, "beta1s": [0.9, 0.0]},
+        params={**SMALL, "utd": 2, "beta1s": [0.9, 0.0], "matched_updates": 40},
         results={"results": ["beta1=0.9", "beta1=0.0"]},
         figures=3,
     ),
@@ -181,7 +181,7 @@ ROW = r"-?[\d.]+ +\d+ +-?[\d.]+ +-?[\d.]+ +[\d.]+ +-?[\d.]+ +\d+ of \d+ logged s
 
 
 STORY_LINES = {  # the story's claims each tutorial prints beside its own run (story.show_committed)
-    "02_high_utd.ipynb": 6, "03_momentum.ipynb": 8, "04_regularization.ipynb": 6, "05_ofn.ipynb": 4,
+    "02_high_utd.ipynb": 5, "03_momentum.ipynb": 8, "04_regularization.ipynb": 6, "05_ofn.ipynb": 4,
     "06_priming_resets.ipynb": 4,
 }
 

@@ -18,7 +18,7 @@ from .claims import claim_scores, judge
 from .committed import act_dims, load
 from .figures import figures
 from .protocol import Protocol
-from .report import arm_tables, notes, report
+from .report import arm_tables, gpu_section, notes, report
 from .running import run
 
 DESCRIPTION = "The paper's story, measured: three experiments, and every claim an effect with a 95% interval."
@@ -76,7 +76,8 @@ def main(argv=None):
         judged = judge(scores)
         text = report(p, judged, command, lines, arm_tables(results, p, dims, gamma),
                       notes(judged, scores, results, p, dims, gamma),
-                      notes(judged, scores, results, p, dims, gamma, stats.UNRESOLVED))
+                      notes(judged, scores, results, p, dims, gamma, stats.UNRESOLVED),
+                      gpu_section(results["online"], p))
         (out / "story.md").write_text(text)
         figures(results, p, dims, out, gamma)
         print(text)

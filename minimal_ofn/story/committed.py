@@ -10,8 +10,8 @@ from pathlib import Path
 from .. import config as cfgmod
 from ..envs import make_env
 from ..runs import committed_story, load_metrics
-from .claims import claim_scores, fmt, judge
-from .protocol import DISSECT_ARMS, ONLINE_ARMS, ONLINE_UTD1_ARMS, PRIMING_ARMS, Protocol, online_folder, temperature_label
+from .claims import GPU_CLAIMS, claim_scores, describe, fmt, judge
+from .protocol import DISSECT_ARMS, ONLINE_ARMS, ONLINE_UTD1_ARMS, PRIMING_ARMS, Protocol, online_folder
 
 COMMITTED = committed_story()  # docs/story, or its copy inside an installed wheel
 
@@ -46,11 +46,14 @@ def committed(keys, folder=COMMITTED) -> tuple[Protocol, list[dict]]:
 
 
 def show_committed(keys, folder=COMMITTED) -> None:
-    """Print the story's verdicts on these claims (see committed), one line each."""
+    """Print the story's verdicts on these claims (see committed), one line each; a claim that needs a GPU says so."""
     p, judged = committed(keys, folder)
     print(f"The story ({len(p.seeds)} seeds per arm; docs/story/story.md), judged again from its committed runs:")
     for j in judged:
         c = j["claim"]
-        measured = c.measured.format(utd=p.utd, alpha=temperature_label(p, j["temperature"]))
+        measured = describe(c, p, j["temperature"])
         print(f"  {j['verdict']:<13} {c.paper}: {measured} = {fmt(j['effect'])} [{fmt(j['low'])}, "
               f"{fmt(j['high'])}]")
+    for c in GPU_CLAIMS:
+        if c.key in keys:
+            print(f"  needs a GPU   {c.paper}: not judged on a CPU (docs/story/story.md, 'Claims that need a GPU')")

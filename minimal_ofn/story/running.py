@@ -17,7 +17,7 @@ from ..config import Config
 from ..experiment import run_variants
 from ..runs import load_metrics, write_metrics
 from .protocol import (ONLINE_ARMS, ONLINE_UTD1_ARMS, TEMPERATURES, Protocol, dissect_configs, online_base,
-                       online_folder, priming_arms, priming_base)
+                       online_folder, optimizer_resets, priming_arms, priming_base)
 
 
 def _save_dissection(folder: Path, cfg: Config, rows: list[dict]) -> None:
@@ -45,7 +45,8 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
         if todo:  # an interrupted stack goes on from its last checkpoint (every Monte Carlo log)
             checkpoint = out / "dissection" / which / f"stack{half}.pt"
             rows = fixed_buffer.run([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress,
-                                    p.dissect_mc_every, checkpoint)
+                                    p.dissect_mc_every, checkpoint,
+                                    optimizer_resets=[optimizer_resets(p, arm) for arm, _ in todo])
             for (arm, c), r in zip(todo, rows):
                 _save_dissection(folders[arm, c.seed], c, r)
             checkpoint.unlink(missing_ok=True)
