@@ -27,10 +27,16 @@ from .lockstep import Lockstep
 _COMPILED = weakref.WeakSet()  # the stacks whose compiled update has run once in this process
 
 
-def fill(run: Lockstep) -> Lockstep:
-    """Step the stack's environments with uniformly random actions until D holds seed_steps transitions."""
+def fill(run: Lockstep, behaviour_std: float | None = None) -> Lockstep:
+    """Step the stack's environments until D holds seed_steps transitions: with uniformly random actions, or with
+    behaviour_std, a narrow behaviour policy a = clip(N(0, behaviour_std^2 I), -1, 1), whose buffer leaves most
+    of [-1, 1]^|A| unseen (so that Q at uniform actions is Q at unseen actions)."""
     while run.t < run.c0.seed_steps:
-        run.env_step()
+        if behaviour_std is None:
+            run.env_step()
+        else:
+            run.env_step((torch.stack([torch.randn(run.act_dim, generator=g, device=run.device)
+                                       for g in run.generators]) * behaviour_std).clamp(-1, 1))
     return run
 
 
@@ -50,11 +56,11 @@ def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, 
     def update(u):
         run.sac.update(run.buffer.sample(run.c0.batch_size, run.streams.replay))
         run.updates = u
-        if optimizer_resets:
-            reset_critic_optimizers(run.sac, optimizer_resets, u)
         if u % log_every == 0:
             for i, row in enumerate(run.metrics(evaluate=False, monte_carlo_rollout=u % mc_every == 0)):
                 rows[i].append(row)
+        if optimizer_resets:  # after the log: a row shows the moments the update ran with, not the emptied ones
+            reset_critic_optimizers(run.sac, optimizer_resets, u)
         return on_update is None or on_update(u) is not False
 
     first, last = run.updates + 1, run.updates + k
@@ -77,29 +83,31 @@ def updates(run: Lockstep, k: int, log_every: int, mc_every: int | None = None, 
 
 
 def run(configs, k: int, log_every: int, progress: bool = True, mc_every: int | None = None,
-        checkpoint: Path | None = None, until: int | None = None, optimizer_resets: list[int] | None = None):
+        checkpoint: Path | None = None, until: int | None = None, optimizer_resets: list[int] | None = None,
+        behaviour_std: float | None = None):
     """One stack of agents (one Config each): fill D, then k updates on D. Returns each agent's rows.
 
     checkpoint: a file that holds the stack and its rows at every Monte Carlo log (and at `until`, where it
     stops and returns None); a stack finds it there and goes on, as if never stopped.
-    optimizer_resets: see updates."""
+    optimizer_resets: see updates; behaviour_std: see fill."""
     stack = Lockstep(configs, progress=False)
     rows, done = [[] for _ in configs], 0
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved["configs"] != [c.to_dict() for c in configs] or saved.get("optimizer_resets") != optimizer_resets:
+        if (saved["configs"] != [c.to_dict() for c in configs] or saved.get("optimizer_resets") != optimizer_resets
+                or saved.get("behaviour_std") != behaviour_std):
             raise RunError(f"{checkpoint} holds a fixed-buffer stack with other settings; use another --out")
         stack.load_agent_states(saved["agents"])
         rows, done = saved["rows"], saved["updates"]
-    fill(stack)
+    fill(stack, behaviour_std)
     stack.updates = done
     mc_every = mc_every or 4 * log_every
 
     def save(u):
         if checkpoint is not None and u < k and (u % mc_every == 0 or u == until):
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            state = {"configs": [c.to_dict() for c in configs], "optimizer_resets": optimizer_resets, "updates": u,
-                     "rows": rows,
+            state = {"configs": [c.to_dict() for c in configs], "optimizer_resets": optimizer_resets,
+                     "behaviour_std": behaviour_std, "updates": u, "rows": rows,
                      "agents": [stack.agent_state(i) for i in range(stack.n)]}
             atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         return u != until

@@ -5,8 +5,8 @@ Every K gradient updates, re-initialize the agent and keep its replay buffer:
     kind="full":  actor, critic, target critic, temperature and every optimizer's state
     kind="actor": the actor and its optimizer only
     kind="critic_optimizer": the critic's optimizer state (Adam's m, v and step count) and nothing
-        else; the weights stay (reset_critic_optimizers does it on a fixed buffer). A causal test of "the moment estimates propel the
-        divergence": if they do, a critic that keeps forgetting them diverges less.
+        else; the weights stay (reset_critic_optimizers does it on a fixed buffer). A causal test of
+        "the moment estimates propel the divergence": if they do, a critic that forgets them diverges less.
 
 A reset throws away whatever the networks over-fitted (the primacy-bias story) but
 also everything they learned; the replay buffer lets them relearn quickly. The

@@ -70,7 +70,12 @@ def _synthetic(p: Protocol, diverging: set) -> dict:
         return out
 
     d = {t: {a: runs(1e6 if a in diverging else 1.0) for a in story.DISSECT_ARMS} for t in ("fixed", "learned")}
-    online = {p.utd: {a: runs(1.0, over=0.0 if a.startswith("ofn") else 100.0, ret=20.0 if a.startswith("ofn") else 10.0)
+    d["narrow"] = {a: runs(1e6 if a in diverging else 1.0) for a in story.NARROW_ARMS}
+
+    def is_ofn(arm):
+        return arm.startswith("ofn")
+
+    online = {p.utd: {a: runs(1.0, over=0.0 if is_ofn(a) else 100.0, ret=20.0 if is_ofn(a) else 10.0)
                       for a in story.ONLINE_ARMS},
               1: {a: runs(1.0, over=1.0, ret=15.0) for a in story.ONLINE_UTD1_ARMS},
               "1x": {a: runs(1.0, over=1.0, ret=30.0) for a in story.ONLINE_UTD1_ARMS}}
@@ -82,7 +87,8 @@ def _synthetic(p: Protocol, diverging: set) -> dict:
 def test_verdicts_and_report_follow_synthetic_runs():
     p = Protocol(seeds=(0, 1, 2, 3, 4))
     # without momentum (Adam beta1=0, SGD) and with OFN nothing diverges
-    results = _synthetic(p, diverging={"adam", "dropout", *story.L2_ARMS, "sgd+momentum", "sgd+momentum@3e-5", "rmsprop"})
+    results = _synthetic(p, diverging={"adam", "dropout", *story.L2_ARMS, "sgd+momentum", "sgd+momentum@3e-5",
+                                       "rmsprop"})
     judged = story.judge(story.claim_scores(results, p, {"dissection": 6, "online": 6, "priming": 1}), reps=300)
     verdict = {(j["claim"].key, j["temperature"]): j["verdict"] for j in judged}
     n_dissection = sum(c.part == "dissection" for c in story.CLAIMS)
@@ -102,6 +108,8 @@ def test_verdicts_and_report_follow_synthetic_runs():
     assert verdict["ofn_stops_online", None] == verdict["ofn_stops_online_low_alpha", None] == stats.HOLDS
     assert verdict["priming_explodes", None] == verdict["priming_slows", None] == stats.HOLDS
     assert verdict["reset_recovers", None] == verdict["opt_reset_recovers", None] == stats.HOLDS
+    assert verdict["diverges_unseen_narrow", None] == verdict["ofn_stops_narrow", None] == stats.HOLDS
+    assert verdict["unseen_above_seen", None] == stats.UNRESOLVED  # the same |Q| on both here
     text = story.report(p, judged, "python -m minimal_ofn.story")
     for k, j in enumerate(judged, 1):
         line = next(t for t in text.splitlines() if t.startswith(f"| {k} |"))
@@ -171,7 +179,8 @@ TINY_STORY = ["--seeds", "0", "1", "2", "--priming-env", "dmc:cheetah-run", "--u
               "--dissect-updates", "12", "--dissect-log-every", "6", "--dissect-mc-every", "12", "--online-steps", "12",
               "--priming-updates", "10", "--priming-steps", "12", "--seed-steps", "30", "--hidden", "8",
               "--batch-size", "8", "--log-every", "12", "--online-eval-every", "12", "--priming-eval-every", "12",
-              "--eval-episodes", "1", "--priming-eval-episodes", "1", "--compile", "off", "--jobs", "1", "--no-progress"]  # few 1000-step rollouts
+              "--eval-episodes", "1", "--priming-eval-episodes", "1", "--compile", "off", "--jobs", "1",
+              "--no-progress"]  # few 1000-step rollouts
 
 
 def _without_wall_time(rows):  # NaN (not measured at that log) as None, so that equal rows compare equal
@@ -203,7 +212,7 @@ def test_the_story_runs_end_to_end_writes_its_report_and_resumes_without_rerunni
     assert {f.name for f in out.iterdir()} >= {"story.md", "protocol.json", "story_dissection.png"}
     metrics = sorted(out.glob("runs/**/metrics.csv"))
     n_runs = len(story.PRIMING_ARMS) + len(story.ONLINE_ARMS) + 2 * len(story.ONLINE_UTD1_ARMS) \
-        + 2 * len(story.DISSECT_ARMS)
+        + 2 * len(story.DISSECT_ARMS) + len(story.NARROW_ARMS)
     assert len(metrics) == 3 * n_runs
     before = {m: m.stat().st_mtime_ns for m in metrics}
     story.main([*TINY_STORY, "--out", str(out)])  # everything is there: nothing runs again, the report is the same
@@ -284,6 +293,9 @@ def test_fixed_buffer_logs_every_k_updates_and_compiles_outside_the_bar():
     assert math.isnan(rows[0][0]["q_rollout"]) and math.isfinite(rows[0][1]["q_rollout"])  # Monte Carlo at 8 only
     rows = fixed_buffer.updates(run, 6, log_every=4, rows=rows, progress=False)  # goes on: counted from the start
     assert [r["updates"] for r in rows[1]] == [4, 8, 12, 16] and run.buffer.size == 40  # D never grows
+    narrow = fixed_buffer.fill(Lockstep(story.dissect_configs(p, fixed=True)["adam"], progress=False), 0.2)
+    actions = narrow.buffer.data["action"][:, :narrow.buffer.size]
+    assert 0.15 < float(actions.std()) < 0.25 and float(actions.abs().max()) <= 1.0  # uniform's std is 0.58
 
 
 def test_the_critic_optimizer_reset_forgets_m_and_v_and_keeps_the_weights():

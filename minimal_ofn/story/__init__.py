@@ -37,14 +37,16 @@ from .claims import CLAIMS, GPU_CLAIMS, Claim, claim_scores, describe, fmt, judg
 from .cli import main
 from .committed import COMMITTED, act_dims, committed, load, show_committed
 from .figures import figures
-from .protocol import (BOUNDS, DISSECT_ARMS, L2_ARMS, MATCHED_PAIRS, ONLINE_ARMS, ONLINE_UTD1_ARMS, OPT_RESET_ARMS,
-                       PRIMING_ARMS, TEMPERATURES, Protocol, dissect_configs, online_base, online_folder,
+from .protocol import (BOUNDS, DISSECT_ARMS, L2_ARMS, MATCHED_PAIRS, NARROW_ARMS, ONLINE_ARMS, ONLINE_UTD1_ARMS,
+                       OPT_RESET_ARMS,
+                       PRIMING_ARMS, TEMPERATURES, Protocol, dissect_configs, dissection_arms, online_base,
+                       online_folder,
                        optimizer_resets, priming_arms, priming_base, temperature_label)
 from .report import UNVERIFIED, arm_tables, gpu_section, notes, report
 from .running import run, run_part, tasks
 
-__all__ = ["BOUNDS", "GPU_CLAIMS", "L2_ARMS", "MATCHED_PAIRS", "OPT_RESET_ARMS", "describe", "gpu_section",
-           "optimizer_resets", "CLAIMS", "COMMITTED", "DISSECT_ARMS", "ONLINE_ARMS", "ONLINE_UTD1_ARMS", "PRIMING_ARMS", "TEMPERATURES",
+__all__ = ["NARROW_ARMS", "dissection_arms", "BOUNDS", "GPU_CLAIMS", "L2_ARMS", "MATCHED_PAIRS", "OPT_RESET_ARMS",
+           "describe", "gpu_section", "optimizer_resets", "CLAIMS", "COMMITTED", "DISSECT_ARMS", "ONLINE_ARMS", "ONLINE_UTD1_ARMS", "PRIMING_ARMS", "TEMPERATURES",
            "UNVERIFIED", "Claim", "Protocol", "act_dims", "arm_tables", "claim_scores", "committed", "dissect_configs",
            "figures", "fmt", "judge", "judged_claims", "late_overestimation", "live", "load", "log_growth",
            "log_peak_over_bound", "main", "mean_return", "notes", "online_base", "online_folder", "priming_arms",

@@ -29,6 +29,12 @@ CLAIMS = (
           "log10(peak |Q| / B) on D's actions, Adam, alpha {alpha}", "dissection"),
     Claim("diverges_unseen", "... and on unseen actions",
           "log10(peak |Q| / B) on uniform actions, Adam, alpha {alpha}", "dissection"),
+    Claim("diverges_unseen_narrow", "... on actions the buffer never saw (a narrow behaviour buffer)",
+          "log10(peak |Q| / B) on uniform actions, Adam, buffer of N(0, {std}^2) actions, alpha fixed", "narrow"),
+    Claim("unseen_above_seen", "... more than on the actions it saw",
+          "log10 peak |Q| on uniform actions minus on the buffer's own, Adam, narrow buffer", "narrow"),
+    Claim("ofn_stops_narrow", "OFN stops it there too",
+          "log10 peak |Q| on uniform actions, Adam minus OFN, narrow buffer", "narrow"),
     Claim("momentum", "Divergence is propelled by optimizer momentum",
           "log10 peak |Q|, critic Adam minus Adam without its first moment (beta1 0), alpha {alpha}", "dissection"),
     Claim("momentum_sgd_small", "... (momentum without Adam's scaling, at a matched effective step)",
@@ -85,7 +91,8 @@ GPU_CLAIMS = (
 
 def describe(c: Claim, p: Protocol, temperature=None) -> str:
     """What a claim's effect measures, in words, with the protocol's numbers filled in."""
-    return c.measured.format(utd=p.utd, alpha=temperature_label(p, temperature), reset=p.dissect_opt_reset_every)
+    return c.measured.format(utd=p.utd, alpha=temperature_label(p, temperature), reset=p.dissect_opt_reset_every,
+                             std=p.narrow_std)
 
 
 def judged_claims() -> list[tuple]:
@@ -133,6 +140,15 @@ def claim_scores(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99)
         ("opt_reset_recovers", None): (late(pr["baseline+priming+opt_reset"]), late(pr["baseline+priming"])),
         ("ofn_primes_safely", None): (late(pr["ofn+priming"]), late(pr["baseline+priming"])),
     }
+    def narrow(arm, key):
+        return each(d["narrow"][arm], lambda rows: log_peak_over_bound(rows, key, act_dim["dissection"], gamma))
+
+    out.update({
+        ("diverges_unseen_narrow", None): (narrow("adam", "q_ood"), None),
+        ("unseen_above_seen", None): ([u - s for u, s in zip(narrow("adam", "q_ood"), narrow("adam", "q_replay"))],
+                                      None),
+        ("ofn_stops_narrow", None): (narrow("adam", "q_ood"), narrow("ofn", "q_ood")),
+    })
     (small, plain), (large, fast) = MATCHED_PAIRS
     for t in TEMPERATURES:
         out.update({

@@ -11,7 +11,7 @@ from .. import config as cfgmod
 from ..envs import make_env
 from ..runs import committed_story, load_metrics
 from .claims import GPU_CLAIMS, claim_scores, describe, fmt, judge
-from .protocol import DISSECT_ARMS, ONLINE_ARMS, ONLINE_UTD1_ARMS, PRIMING_ARMS, Protocol, online_folder
+from .protocol import DISSECT_ARMS, NARROW_ARMS, ONLINE_ARMS, ONLINE_UTD1_ARMS, PRIMING_ARMS, Protocol, online_folder
 
 COMMITTED = committed_story()  # docs/story, or its copy inside an installed wheel
 
@@ -22,7 +22,8 @@ def load(p: Protocol, out: Path) -> dict:
         return {a: [load_metrics(folder / a / f"seed{s}") for s in p.seeds] for a in names}
 
     return {
-        "dissection": {t: arms(out / "dissection" / t, DISSECT_ARMS) for t in ("fixed", "learned")},
+        "dissection": {**{t: arms(out / "dissection" / t, DISSECT_ARMS) for t in ("fixed", "learned")},
+                       "narrow": arms(out / "dissection" / "narrow", NARROW_ARMS)},
         "online": {p.utd: arms(out / "online" / f"utd{p.utd}", ONLINE_ARMS),
                    1: arms(out / "online" / "utd1", ONLINE_UTD1_ARMS),
                    "1x": arms(out / "online" / online_folder(p, "1x"), ONLINE_UTD1_ARMS)},

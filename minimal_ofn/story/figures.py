@@ -39,7 +39,8 @@ def figures(results: dict, p: Protocol, act_dim: dict, out: Path, gamma: float =
     plot_metric(gap, "gap", ax=axes[0], title="Q - soft MC return on the policy's rollouts")
     axes[0].set_xlabel("gradient updates")
     axes[0].set_xscale("symlog", linthresh=1000)
-    returns = {f"{a} {label[u]}": runs for u, arms in results["online"].items() if u != "1x" for a, runs in arms.items()}
+    returns = {f"{a} {label[u]}": runs for u, arms in results["online"].items() if u != "1x"
+               for a, runs in arms.items()}
     _offset_bars(axes[1], returns, "eval_return", p.online_eval_every, p.seed_steps)
     axes[1].set_title("evaluation return (mean over seeds, bar: lowest to highest seed)")
     axes[1].set_xlabel("environment steps")

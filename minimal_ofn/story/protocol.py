@@ -24,6 +24,7 @@ class Protocol:
     dissect_mc_every: int = 4_000  # a Monte Carlo rollout of the policy every this many updates
     dissect_alpha: float = 1.0  # the learned temperature's start: SAC's usual one
     dissect_fixed_alpha: float = 0.01  # the fixed temperature: small, so that B is the rewards' bound, not entropy's
+    narrow_std: float = 0.2  # a second fixed buffer from actions N(0, narrow_std^2): uniform actions are unseen there
     dissect_opt_reset_every: int = 1_000  # adam+critic_opt_reset forgets its critic's m, v every this many updates
     # --- part 2, online
     online_env: str = "dmc:cheetah-run"  # the online task
@@ -61,6 +62,7 @@ DISSECT_ARMS = {"adam": cfgmod.VARIANTS["baseline"],
 # The matched pairs of effective step (SGD+momentum at lr, SGD at lr / (1 - 0.9)), as (with momentum, without).
 MATCHED_PAIRS = (("sgd+momentum@3e-5", "sgd"), ("sgd+momentum", "sgd@3e-3"))
 L2_ARMS = ("l2=1e-5", "l2=1e-4", "l2")  # the L2 loss penalty at 1e-5, 1e-4 and 1e-3
+NARROW_ARMS = ("adam", "ofn")  # the arms on the narrow behaviour buffer (alpha held, as the "fixed" arms)
 ONLINE_ARMS = {**cfgmod.arms("baseline", "ofn", "ln", "dropout+ln", "l2"),
                # alpha from 0.1: OFN's alignment transient (its targets out of reach while alpha is large) apart
                "baseline@alpha=0.1": {"init_temperature": 0.1}, "ofn@alpha=0.1": {"ofn": True, "init_temperature": 0.1}}
@@ -93,6 +95,13 @@ def dissect_configs(p: Protocol, fixed: bool) -> dict:
                          init_temperature=p.dissect_fixed_alpha if fixed else p.dissect_alpha,
                          temperature_lr=0.0 if fixed else cfgmod.Config.temperature_lr)
     return {arm: [base.replace(seed=s, **ch) for s in p.seeds] for arm, ch in DISSECT_ARMS.items()}
+
+
+def dissection_arms(p: Protocol, which: str) -> dict:
+    """{arm: [Config per seed]} of one of part 1's buffers: "learned" / "fixed" (the random buffer, alpha learned or
+    held) or "narrow" (the narrow behaviour buffer, alpha held)."""
+    configs = dissect_configs(p, fixed=which != "learned")
+    return {arm: configs[arm] for arm in NARROW_ARMS} if which == "narrow" else configs
 
 
 def optimizer_resets(p: Protocol, arm: str) -> int:

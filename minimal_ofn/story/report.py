@@ -7,8 +7,8 @@ seeds' own numbers and what else in the runs bears on them; every arm on its own
 import math
 
 from .. import stats
-from ..measures import (gap_growth, growth_rate, late_overestimation, late_return, late_value, log_growth, log_over_bound,
-                        log_peak_over_bound, mean_return, onset)
+from ..measures import (gap_growth, growth_rate, late_overestimation, late_return, late_value, log_growth,
+                        log_over_bound, log_peak_over_bound, mean_return, onset)
 from .claims import GPU_CLAIMS, describe, fmt
 from .protocol import BOUNDS, DISSECT_ARMS, TEMPERATURES, Protocol, temperature_label
 
@@ -21,9 +21,8 @@ UNVERIFIED = (
     "rates it gave SGD, and which L2 coefficient it used (here 1e-5, 1e-4 and 1e-3); its priming protocol (reported "
     "as 25k-100k updates on 1,000 samples; here 20k on cheetah-run with every arm at one temperature afterwards); "
     "and its results on 2x256 networks over hundreds of thousands of steps and on the dog tasks (GPU scale: tutorial "
-    "7 and --preset paper). Not built here: a second fixed buffer from a narrow behaviour policy (the uniform "
-    "actions of part 1 are the random buffer's own distribution, so 'unseen' there means unseen by the policy, "
-    "whose actions the critic is also measured at, q_policy).")
+    "7 and --preset paper). On the random buffer, uniform actions are the buffer's own distribution; the narrow "
+    "behaviour buffer (actions N(0, 0.2^2)) is where they are unseen.")
 
 
 def _iqm_ci(x) -> str:
@@ -59,7 +58,8 @@ def arm_tables(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -
                                       for rows in runs]))
             cells.append(_iqm_ci([log_growth(rows, "adam_v_max") for rows in runs]) if "sgd" not in arm else "-")
         out.append(f"| {arm} | " + " | ".join(cells) + " |")
-    out += ["", "Onset (the first logged update with |Q| > B on D's actions; nan: never) and growth (decades of |Q| / B "
+    out += ["", "Onset (the first logged update with |Q| > B on D's actions; nan: never) and growth (decades of "
+            "|Q| / B "
             "per 1,000 updates from the onset to the peak), besides the peak above: a larger step can peak lower "
             "within a fixed budget while it diverges as early, so the peak alone mixes speed and size.", "",
             "| arm | " + " | ".join(f"alpha {temperature_label(p, t)}: {k}" for t in TEMPERATURES
@@ -69,6 +69,12 @@ def arm_tables(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -
                  for t in TEMPERATURES for fn in (onset, growth_rate)]
         out.append(f"| {arm} | " + " | ".join(cells) + " |")
     out += _alpha_trajectories(d["learned"], p)
+    out += ["", f"The narrow buffer ({p.seed_steps} transitions from actions N(0, {p.narrow_std:g}^2), alpha fixed at "
+            f"{p.dissect_fixed_alpha:g}): log10(peak |Q| / B) on the buffer's own actions and on uniform actions, "
+            "which it never saw.", "", "| arm | seen | unseen |", "| --- | --- | --- |"]
+    for arm, runs in d["narrow"].items():
+        out.append(f"| {arm} | " + " | ".join(_iqm_ci([log_peak_over_bound(rows, key, act_dim["dissection"], gamma)
+                                                      for rows in runs]) for key in ("q_replay", "q_ood")) + " |")
     out += ["", f"Part 2, online ({p.online_env}): Q - soft MC return over the last third of learning, the soft "
             "MC return itself, the temperature at the end, and the mean evaluation return.", "",
             "| run | Q - soft MC (late) | soft MC return (late) | final alpha | mean return |",
@@ -83,7 +89,8 @@ def arm_tables(results: dict, p: Protocol, act_dim: dict, gamma: float = 0.99) -
                        f"{_iqm_ci(late_mc)} | {_iqm_ci([rows[-1]['temperature'] for rows in runs])} | "
                        f"{_iqm_ci([mean_return(r, p.seed_steps, every) for r in runs])} |")
     out += ["", f"Part 3, priming ({p.priming_env}, UTD {p.priming_utd}, {p.priming_updates} priming updates): "
-            f"every arm at alpha {p.priming_alpha:g} after priming ({'held' if p.priming_temperature_lr == 0 else 'learned'})"
+            f"every arm at alpha {p.priming_alpha:g} after priming "
+            f"({'held' if p.priming_temperature_lr == 0 else 'learned'})"
             ": log10(|Q| / B) right after the random phase (and priming), the mean evaluation return over learning "
             "and over its last third, the critic's recovery (Q - soft MC return at the last log of learning minus at "
             "the first: below 0, it recovers), and the temperature at the end.", "",
@@ -136,7 +143,8 @@ def notes(judged: list[dict], scores: dict, results: dict, p: Protocol, act_dim:
         measured = describe(c, p, t)
         line = f"- **{c.paper}** ({measured}): per seed {_per_seed(a)}" + (f" against {_per_seed(b)}." if b else ".")
         if c.key == "overestimation":
-            late = {u: [late_value(r, p.seed_steps, "mc_soft_return") for r in on[u]["baseline"]] for u in (p.utd, "1x")}
+            late = {u: [late_value(r, p.seed_steps, "mc_soft_return") for r in on[u]["baseline"]]
+                    for u in (p.utd, "1x")}
             alpha = {u: [r[-1]["temperature"] for r in on[u]["baseline"]] for u in (p.utd, "1x")}
             line += (f" Late soft MC returns: {_per_seed(late[p.utd])} at UTD {p.utd} (final alpha "
                      f"{_per_seed(alpha[p.utd])}), {_per_seed(late['1x'])} at UTD 1 (final alpha "
@@ -165,7 +173,7 @@ GPU_COMMAND = ("python -m minimal_ofn.experiment --preset paper --env dmc:humano
 
 def gpu_section(online: dict, p: Protocol) -> list[str]:
     """The learning claims that need hundreds of thousands of steps: stated, with the published curves (marked as
-    such) and the command that tests them on a GPU; what the CPU runs showed of OFN's runs is evidence, not a verdict."""
+    such) and the command that tests them on a GPU; what the CPU runs show of OFN is evidence, not a verdict."""
     from_claims = [f"- **{c.paper}** ({c.measured})." for c in GPU_CLAIMS]
     rows = [f"| {task} | {a} | {b} | {c} |" for task, a, b, c in PUBLISHED]
     return ["## Claims that need a GPU (not judged here)", "",

@@ -16,7 +16,7 @@ from .. import fixed_buffer
 from ..config import Config
 from ..experiment import run_variants
 from ..runs import load_metrics, write_metrics
-from .protocol import (ONLINE_ARMS, ONLINE_UTD1_ARMS, TEMPERATURES, Protocol, dissect_configs, online_base,
+from .protocol import (ONLINE_ARMS, ONLINE_UTD1_ARMS, TEMPERATURES, Protocol, dissection_arms, online_base,
                        online_folder, optimizer_resets, priming_arms, priming_base)
 
 
@@ -32,12 +32,13 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
     torch.set_num_threads(1)  # the story runs two of these side by side on two cores
     start = time.time()
     part, which = task
-    label = f"{which[0]}, arms {'first' if which[1] == 0 else 'second'} half" if part == "dissection" else which
+    label = (("narrow buffer" if which[0] == "narrow" else f"{which[0]}, arms {'first' if which[1] == 0 else 'second'}"
+              " half") if part == "dissection" else which)
     if part == "dissection":
         which, half = which  # a temperature's arms are split into two stacks, so that two cores share them
-        configs = dissect_configs(p, fixed=which == "fixed")
+        configs, parts = dissection_arms(p, which), 1 if which == "narrow" else 2
         names = list(configs)
-        configs = {arm: configs[arm] for arm in names[half * len(names) // 2:(half + 1) * len(names) // 2]}
+        configs = {arm: configs[arm] for arm in names[half * len(names) // parts:(half + 1) * len(names) // parts]}
         folders = {(arm, c.seed): out / "dissection" / which / arm / f"seed{c.seed}"
                    for arm, cs in configs.items() for c in cs}
         todo = [(arm, c) for arm, cs in configs.items() for c in cs
@@ -46,7 +47,8 @@ def run_part(task: tuple, p: Protocol, out: Path, progress: bool) -> str:
             checkpoint = out / "dissection" / which / f"stack{half}.pt"
             rows = fixed_buffer.run([c for _, c in todo], p.dissect_updates, p.dissect_log_every, progress,
                                     p.dissect_mc_every, checkpoint,
-                                    optimizer_resets=[optimizer_resets(p, arm) for arm, _ in todo])
+                                    optimizer_resets=[optimizer_resets(p, arm) for arm, _ in todo],
+                                    behaviour_std=p.narrow_std if which == "narrow" else None)
             for (arm, c), r in zip(todo, rows):
                 _save_dissection(folders[arm, c.seed], c, r)
             checkpoint.unlink(missing_ok=True)
@@ -68,7 +70,7 @@ def tasks(p: Protocol) -> list[tuple]:
 
     A temperature's second half of arms (the regularizers: dropout, LayerNorm, OFN) costs about twice its first."""
     return [("priming", None), ("online", p.utd), *[("dissection", (t, h)) for h in (1, 0) for t in TEMPERATURES],
-            ("online", "1x"), ("online", 1)]
+            ("online", "1x"), ("dissection", ("narrow", 0)), ("online", 1)]
 
 
 def run(p: Protocol = Protocol(), out="docs/story", jobs: int = 2, progress: bool = True) -> list[str]:
