@@ -35,8 +35,7 @@ def fill(run: Lockstep, behaviour_std: float | None = None) -> Lockstep:
         if behaviour_std is None:
             run.env_step()
         else:
-            run.env_step((torch.stack([torch.randn(run.act_dim, generator=g, device=run.device)
-                                       for g in run.generators]) * behaviour_std).clamp(-1, 1))
+            run.env_step((run.streams.explore.normal(run.act_dim) * behaviour_std).clamp(-1, 1))
     return run
 
 

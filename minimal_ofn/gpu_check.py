@@ -119,12 +119,9 @@ def run_tests() -> str:
 
 
 def envs_to_run() -> list[str]:
-    try:
-        import dm_control  # noqa: F401
+    import importlib.util
 
-        return ["dmc:cheetah-run", "dmc:dog-run"]
-    except ImportError:
-        return ["HalfCheetah-v5"]
+    return ["dmc:cheetah-run", "dmc:dog-run"] if importlib.util.find_spec("dm_control") else ["HalfCheetah-v5"]
 
 
 def main(argv=None) -> int:
@@ -137,7 +134,7 @@ def main(argv=None) -> int:
         print(line)
         return 1
     started = time.perf_counter()
-    lines = [f"# GPU check\n", f"`python -m minimal_ofn.gpu_check` on {torch.cuda.get_device_name()}, torch "
+    lines = ["# GPU check\n", f"`python -m minimal_ofn.gpu_check` on {torch.cuda.get_device_name()}, torch "
              f"{torch.__version__} (CUDA {torch.version.cuda}), Python {platform.python_version()}, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"]
 

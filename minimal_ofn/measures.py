@@ -57,9 +57,10 @@ def entropy_bound(row: dict, act_dim: int, gamma: float) -> float:
 
 
 def log_over_bound(row: dict, key: str, act_dim: int, gamma: float, bound=value_bound) -> float:
-    """log10(|row[key]| / B) at one row (|Q| floored at 1e-12, so that 0 has a logarithm); nan without a bound."""
+    """log10(|row[key]| / B) at one row (|Q| floored at 1e-12, so that 0 has a logarithm); nan without a positive
+    bound (none logged, or B <= 0: no reward above 0 seen yet and no entropy bonus, where no ratio measures)."""
     b = bound(row, act_dim, gamma)
-    return math.log10(max(abs(row[key]), 1e-12) / b) if math.isfinite(b) else math.nan
+    return math.log10(max(abs(row[key]), 1e-12) / b) if math.isfinite(b) and b > 0 else math.nan
 
 
 def log_peak_over_bound(rows, key: str, act_dim: int, gamma: float, bound=value_bound) -> float:

@@ -292,7 +292,7 @@ def test_an_env_pool_steps_exactly_as_the_serial_stack():
         for t in range(205):  # through the truncation at 200
             act = rng.uniform(-1, 1, (3, 1)).astype(np.float32)
             (o1, r1, te1, tr1, i1), (o2, r2, te2, tr2, i2) = serial.step(act), pool.step(act)
-            assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(tr1, tr2)
+            assert all(np.array_equal(x, y) for x, y in ((o1, o2), (r1, r2), (te1, te2), (tr1, tr2)))
             if "_final_obs" in i1:
                 assert np.array_equal(i1["_final_obs"], i2["_final_obs"]) and t == 199
                 assert np.array_equal(np.stack(i1["final_obs"]), np.stack(i2["final_obs"]))

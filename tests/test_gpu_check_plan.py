@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from minimal_ofn import gpu_check, plan
-from minimal_ofn.config import Config, preset
+from minimal_ofn.config import preset
 from minimal_ofn.replay import planned_bytes
 
 

@@ -2,7 +2,6 @@
 
 import math
 
-import pytest
 import torch
 
 from minimal_ofn.config import Config
