@@ -123,6 +123,18 @@ def test_ctrl_c_saves_the_step_it_stops_at_and_the_resumed_run_equals_one_never_
     """A real SIGINT between logs and checkpoints: the step finishes, is saved, and --resume loses nothing."""
     import signal
 
+    # train takes Ctrl-C over only from Python's default handler; another test in this worker process may have left
+    # its own (a local Ray cluster installs one), so start from the default and put back whatever was there.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_run(tmp_path, capsys, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_run(tmp_path, capsys, monkeypatch):
+    import signal
+
     cfg = Config(env="Pendulum-v1", steps=60, seed_steps=30, batch_size=16, hidden=16, log_every=20, eval_every=60,
                  checkpoint_every=1000, utd=2)
     whole = train_mod.train(cfg, [tmp_path / "whole"], progress=False)[0]
