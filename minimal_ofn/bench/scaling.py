@@ -79,14 +79,14 @@ def scaling(device, repeats, block_seconds, warmup, agents=SCALING_AGENTS, compi
 
 def format_scaling(r: dict) -> str:
     agents = r["agents"]
-    lines = ["by stack size N (ops: aten ops in one eager lockstep.Lockstep.update(), tutorial preset, dropout 0.01, "
-             "cheetah-run; ms per agent-update on a fixed batch):",
-             f"  {'':<28}" + "".join(f"{f'N={n}':>10}" for n in agents),
-             *(f"  {f'ops per learning step, {k}':<28}" + "".join(f"{r['ops'][n][k]:>10}" for n in agents)
+    lines = ["by stack size N (ops in one eager lockstep.Lockstep.update(), tutorial preset, dropout 0.01, cheetah-run: "
+             "kernels = leaf ops that do work, aten = every aten event; ms per agent-update on a fixed batch):",
+             f"  {'':<32}" + "".join(f"{f'N={n}':>10}" for n in agents),
+             *(f"  {f'ops per learning step, {k}':<32}" + "".join(f"{r['ops'][n][k]:>10}" for n in agents)
                for k in ("kernels", "aten"))]
     for p, rows in r["ms"].items():
         for path in rows[agents[0]]:
-            lines.append(f"  {f'{p}, {path} ms/agent-upd':<28}" + "".join(f"{rows[n][path]:>10.2f}" for n in agents))
+            lines.append(f"  {f'{p}, {path} ms/agent-upd':<32}" + "".join(f"{rows[n][path]:>10.2f}" for n in agents))
     lines.append(f"  (ops for N={agents[-1]} over N={agents[0]}: kernels "
                  f"{r['ops'][agents[-1]]['kernels'] / r['ops'][agents[0]]['kernels']:.2f}x, aten "
                  f"{r['ops'][agents[-1]]['aten'] / r['ops'][agents[0]]['aten']:.2f}x; the module docstring says which)")
