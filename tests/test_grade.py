@@ -361,9 +361,8 @@ def probe():
     for path in ("{ROOT}", "{ROOT}/solutions/01_sac_utd1.ipynb", "{ROOT}/minimal_ofn/sac.py", "/work"):
         found[path] = os.path.exists(path)
     # each folder on the way to the project, where the child has one of that name (it has its own /tmp): what it holds
-    parts = "{ROOT}".strip("/").split("/")
-    found["on the way"] = {{"/" + "/".join(parts[:i]): sorted(os.listdir("/" + "/".join(parts[:i])))
-                           for i in range(len(parts)) if os.path.isdir("/" + "/".join(parts[:i]))}}
+    found["on the way"] = {{path: sorted(os.listdir(path)) for path in {[str(p) for p in ROOT.parents]!r}
+                           if os.path.isdir(path)}}
     ppid = os.getppid()
     for what in ("cwd", "environ", "cmdline", "root"):
         try:
@@ -398,9 +397,9 @@ def test_isolation_holds_against_each_escape_route():
     assert not any(found[p] for p in (str(ROOT), f"{ROOT}/solutions/01_sac_utd1.ipynb", f"{ROOT}/minimal_ofn/sac.py",
                                       "/work")), found
     # the deepest folder towards the project that the child has (its own / or /tmp) does not hold the next one
-    parts, seen = str(ROOT).strip("/").split("/"), found["on the way"]
-    deepest = max(i for i in range(len(parts)) if "/" + "/".join(parts[:i]) in seen)
-    assert parts[deepest] not in seen["/" + "/".join(parts[:deepest])], seen
+    seen = found["on the way"]
+    deepest = next(p for p in ROOT.parents if str(p) in seen)  # ROOT.parents runs from the nearest folder to /
+    assert ROOT.relative_to(deepest).parts[0] not in seen[str(deepest)], seen
     assert str(ROOT) not in found["parent cwd"] + found["parent environ"] + found["parent cmdline"], found
     assert found["import"] == "refused" and found["network"] == "none", found
     assert max(found["pids"]) < 10, found["pids"]  # its own pid namespace: the grader's process is not there
